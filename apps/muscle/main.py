@@ -1,0 +1,89 @@
+"""MONAI Label app: thigh and leg muscle segmentation on MRI (Agosti et al., MAGMA 2022).
+
+A thin shell: every model is wired by its config in ``lib/configs`` and all logic lives in
+``lib/``. Start it the MONAI Label way::
+
+    monailabel start_server --app apps/muscle --studies studies
+
+or with ``python main.py`` from the repository root (same server, loopback, port 8000).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))  # `lib` is the repository's, not MONAI Label's app/lib
+
+from monailabel.config import settings  # noqa: E402
+from monailabel.interfaces.app import MONAILabelApp  # noqa: E402
+from monailabel.tasks.activelearning.random import Random  # noqa: E402
+
+from lib.configs import CONFIGS  # noqa: E402
+from lib.data.datastore import MuscleDatastore  # noqa: E402
+from lib.server.errors import install_error_handlers  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+class MuscleApp(MONAILabelApp):
+    """Classifier -> thigh / leg segmenter tree, served to OHIF and 3D Slicer."""
+
+    def __init__(self, app_dir, studies, conf):
+        self.model_dir = os.path.join(app_dir, "model")  # live (published) weights, git-ignored
+        self.configs = {}
+        for name, config_class in CONFIGS.items():
+            config = config_class()
+            config.init(name, self.model_dir, conf, None)
+            self.configs[name] = config
+        install_error_handlers()
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name="Muscle segmentation (thigh and leg MRI)",
+            description="Per-slice thigh/leg classifier routing to a 12-muscle thigh and a 6-muscle leg segmenter",
+            version="0.1.0",
+        )
+
+    def init_datastore(self):
+        if self.studies.startswith(("http://", "https://")):
+            return super().init_datastore()
+        return MuscleDatastore(
+            self.studies,
+            extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
+            auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
+            read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
+        )
+
+    def init_infers(self):
+        infers = {}
+        for config in self.configs.values():
+            task = config.infer()
+            if task is not None:
+                infers.update(task if isinstance(task, dict) else {config.name: task})
+        return infers
+
+    def init_trainers(self):
+        trainers = {}
+        for config in self.configs.values():
+            task = config.trainer()
+            if task is not None:
+                trainers[config.name] = task
+        return trainers
+
+    def init_strategies(self):
+        strategies = {"random": Random()}
+        for config in self.configs.values():
+            strategies.update(config.strategy() or {})
+        return strategies
+
+    def init_scoring_methods(self):
+        methods = {}
+        for config in self.configs.values():
+            methods.update(config.scoring_method() or {})
+        return methods

@@ -1,0 +1,70 @@
+"""``python main.py serve``: start MONAI Label with this app, on loopback, port 8000.
+
+By default it serves a working copy of the embedded ``studies/`` under ``var/studies`` so that
+labels saved from a viewer, the datastore index and inference results never dirty the git
+tree; ``--studies`` serves any folder (or a DICOMweb URL) in place.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from lib.errors import UserError
+from lib.server.paths import APP_DIR, EMBEDDED_STUDIES, WORKING_STUDIES
+
+# Settings a MONAI Label user would otherwise have to know about (SPEC §8).
+SERVER_DEFAULTS = {
+    "MONAI_LABEL_TRACKING_ENABLED": "false",  # mlflow 3.17's file store makes training fail
+    "MONAI_LABEL_DICOMWEB_SEARCH_FILTER": '{"Modality": "MR"}',  # MONAI Label filters CT
+    "MONAI_LABEL_AUTO_UPDATE_SCORING": "false",
+}
+
+
+def add_arguments(parser):
+    parser.add_argument("--studies", help="studies folder or DICOMweb URL (default: working copy of studies/)")
+    parser.add_argument("--dicomweb", metavar="URL", help="serve a DICOMweb PACS, e.g. http://127.0.0.1:8042/dicom-web")
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
+    parser.add_argument("--port", type=int, default=8000, help="port (OHIF's MONAI Label panel expects 8000)")
+    parser.add_argument("--conf", nargs=2, action="append", metavar=("KEY", "VALUE"), default=[],
+                        help="app config passed to MONAI Label, repeatable")
+    parser.add_argument("--reset", action="store_true", help="re-seed the working copy from studies/")
+
+
+def working_studies(reset: bool = False) -> Path:
+    """The served copy of the embedded datastore, seeded once from ``studies/``."""
+    if reset and WORKING_STUDIES.exists():
+        shutil.rmtree(WORKING_STUDIES)
+    if not WORKING_STUDIES.exists():
+        WORKING_STUDIES.parent.mkdir(parents=True, exist_ok=True)
+        ignore = shutil.ignore_patterns("datastore_v2.json", ".lock", "original")
+        shutil.copytree(EMBEDDED_STUDIES, WORKING_STUDIES, ignore=ignore)
+    return WORKING_STUDIES
+
+
+def server_argv(studies: str, host: str, port: int, conf) -> list[str]:
+    argv = ["monailabel", "start_server", "--app", str(APP_DIR), "--studies", studies,
+            "--host", host, "--port", str(port)]
+    for key, value in conf:
+        argv += ["--conf", key, value]
+    return argv
+
+
+def run(args) -> int:
+    if args.studies and args.dicomweb:
+        raise UserError("give either --studies or --dicomweb, not both")
+    studies = args.dicomweb or args.studies
+    if studies is None:
+        studies = str(working_studies(args.reset))
+    elif not studies.startswith(("http://", "https://")) and not Path(studies).is_dir():
+        raise UserError(f"studies folder not found: {studies}")
+    for key, value in SERVER_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+    from monailabel.main import Main  # heavy import: only when really serving
+
+    sys.argv = server_argv(studies, args.host, args.port, args.conf)
+    Main().run()
+    return 0

@@ -1,0 +1,76 @@
+#!/usr/bin/env python
+"""Command line of the muscle segmentation server.
+
+    python main.py                    # = serve: start MONAI Label on the embedded default
+    python main.py <command> --help   # serve, generate, networks, pretrain, infer, bench ...
+
+Each command lives in ``lib/commands/<command>.py`` with ``add_arguments(parser)`` and
+``run(args) -> int``. User mistakes end in a one-line error and exit code 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+# The server, inference and training share 2 cores with each other (and with the tests): idle
+# OpenMP threads must sleep, not spin, or a busy core slows torch down several times.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from lib.errors import UserError  # noqa: E402
+
+COMMANDS = {
+    "serve": "start the MONAI Label server (default command)",
+    "generate": "generate synthetic thigh/leg phantom studies",
+    "networks": "print parameters, GFLOP and receptive fields of the networks",
+    "pretrain": "train the default weights on phantoms and the real slice",
+    "infer": "segment a NIfTI file or DICOM folder without a server",
+    "bench": "run the speed benchmarks",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="main.py", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+    for name, help_text in COMMANDS.items():
+        module = _command_module(name)
+        if module is None:
+            continue
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command_parser)
+        command_parser.set_defaults(handler=module.run)
+    return parser
+
+
+def _command_module(name: str):
+    try:
+        return importlib.import_module(f"lib.commands.{name}")
+    except ModuleNotFoundError as e:
+        if e.name == f"lib.commands.{name}":
+            return None  # command not built yet: not offered
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = ["serve", *argv]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (UserError, FileNotFoundError) as e:
+        print(f"main.py {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Shared fixtures: the real MONAI Label server, started as the README says, on loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: the server and the tests share 2 cores
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A ``python main.py serve`` subprocess on a free loopback port and its own studies copy."""
+
+    def __init__(self, studies: Path, log_path: Path, extra_args=()):
+        self.studies = studies
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        cmd = [sys.executable, str(ROOT / "main.py"), "serve", "--studies", str(studies),
+               "--host", "127.0.0.1", "--port", str(self.port), *extra_args]
+        self._log = open(log_path, "w")
+        self.process = subprocess.Popen(cmd, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if requests.get(f"{self.url}/info/", timeout=5).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(1.0)
+        raise TimeoutError(f"server not ready after {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._log.close()
+
+
+def copy_studies(dest: Path) -> Path:
+    shutil.copytree(ROOT / "studies", dest, ignore=shutil.ignore_patterns("datastore_v2.json", ".lock", "original"))
+    return dest
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """One real server for the session, serving a private copy of the embedded studies."""
+    base = tmp_path_factory.mktemp("server")
+    srv = Server(copy_studies(base / "studies"), base / "server.log")
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
