@@ -1,0 +1,1 @@
+"""Speed benchmarks (``python -m bench.<name>``); results go to ``bench/results/``."""

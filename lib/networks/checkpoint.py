@@ -1,0 +1,128 @@
+"""Safe weight files for the networks of Agosti et al., MAGMA 2022 (SPEC §4, §7).
+
+A checkpoint is a ``torch.save`` of ``{"format", "meta_json", "state_dict"}``: tensors and
+plain strings only, read back with ``torch.load(weights_only=True)``, so loading never
+unpickles arbitrary objects (the published Dafne model files are pickles that run code).
+``meta`` is any JSON-able dict (preset, region, classes, version, Dice…); ``save_checkpoint``
+adds ``network`` ("segmenter" / "classifier") and ``config`` (the constructor arguments), which
+``build_from_checkpoint`` uses to rebuild the right network. Writes are atomic: a temporary
+file in the same folder, fsync, then ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lib.errors import UserError
+from lib.networks.classifier import RegionClassifier
+from lib.networks.segmenter import ResidualVNet2D
+
+FORMAT = "muscle-networks/1"
+NETWORKS = {"segmenter": ResidualVNet2D, "classifier": RegionClassifier}
+
+
+class CheckpointError(UserError):
+    """A weight file that cannot be used: corrupt, foreign, or not matching its network."""
+
+
+def network_kind(model: nn.Module) -> str:
+    """ "segmenter" or "classifier" for a model of this package; ValueError otherwise."""
+    for kind, cls in NETWORKS.items():
+        if isinstance(model, cls):
+            return kind
+    raise ValueError(f"not a network of lib.networks: {type(model).__name__}")
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict | None = None) -> Path:
+    """Write ``model``'s weights and ``meta`` to ``path`` atomically; returns the path.
+
+    Args:
+        path: destination file (its folder is created); an existing file is replaced whole.
+        model: a ``ResidualVNet2D`` or ``RegionClassifier`` (unwrapped, not BN-folded).
+        meta: JSON-able description, e.g. ``{"preset": "compact", "region": "thigh",
+            "classes": [...], "version": 3}``; ``network`` and ``config`` are added.
+    """
+    if getattr(model, "bn_folded", False):
+        raise ValueError("cannot save a BN-folded inference model: save the original model")
+    meta = {**(meta or {}), "network": network_kind(model), "config": dict(model.config)}
+    try:
+        meta_json = json.dumps(meta, sort_keys=True)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"checkpoint meta must be JSON-able: {e}") from e
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, "meta_json": meta_json, "state_dict": state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> tuple[dict, dict]:
+    """Read a checkpoint safely (``weights_only=True``); returns ``(state_dict, meta)``.
+
+    Raises FileNotFoundError for a missing file and ``CheckpointError`` for anything that is
+    not a checkpoint of this format (truncated, foreign pickle, other program's file).
+
+    Args:
+        path: the file written by ``save_checkpoint``.
+        map_location: where tensors go (``torch.load``'s argument), default CPU.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, unpickling refused, not a torch file...
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {first_line}") from e
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a {FORMAT} checkpoint")
+    try:
+        meta = json.loads(payload["meta_json"])
+        state = payload["state_dict"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} is damaged: {e}") from e
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"checkpoint {path} holds no state dict of tensors")
+    return state, meta
+
+
+def build_from_checkpoint(path: str | os.PathLike, map_location="cpu", return_meta: bool = False):
+    """Rebuild the network described by a checkpoint and load its weights (eval mode).
+
+    Returns the model, or ``(model, meta)`` with ``return_meta=True``.
+
+    Args:
+        path: the file written by ``save_checkpoint``.
+        map_location: device of the loaded tensors; the model is moved there too.
+        return_meta: also return the checkpoint's metadata.
+    """
+    state, meta = load_checkpoint(path, map_location)
+    kind, config = meta.get("network"), meta.get("config")
+    if kind not in NETWORKS or not isinstance(config, dict):
+        raise CheckpointError(f"checkpoint {path} does not say which network it holds")
+    try:
+        model = NETWORKS[kind](**config)
+        model.load_state_dict(state, strict=True)
+    except (TypeError, ValueError, RuntimeError) as e:
+        first_line = str(e).strip().splitlines()[0]
+        raise CheckpointError(
+            f"checkpoint {path} does not fit a {kind} {config}: {first_line}") from e
+    if isinstance(map_location, (str, torch.device)):
+        model.to(map_location)
+    model.eval()
+    return (model, meta) if return_meta else model
