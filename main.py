@@ -35,34 +35,28 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported (torch and MONAI load slowly)."""
     parser = argparse.ArgumentParser(prog="main.py", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
-        module = _command_module(name)
-        if module is None:
-            continue
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(command_parser)
-        command_parser.set_defaults(handler=module.run)
+        if name == command:
+            module = importlib.import_module(f"lib.commands.{name}")
+            module.add_arguments(command_parser)
+            command_parser.set_defaults(handler=module.run)
     return parser
-
-
-def _command_module(name: str):
-    try:
-        return importlib.import_module(f"lib.commands.{name}")
-    except ModuleNotFoundError as e:
-        if e.name == f"lib.commands.{name}":
-            return None  # command not built yet: not offered
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["serve", *argv]
-    parser = build_parser()
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        return 2
     try:
         return int(args.handler(args) or 0)
     except (UserError, FileNotFoundError) as e:

@@ -28,13 +28,17 @@ def free_port() -> int:
 class Server:
     """A ``python main.py serve`` subprocess on a free loopback port and its own studies copy."""
 
-    def __init__(self, studies: Path, log_path: Path, extra_args=()):
+    def __init__(self, studies: Path, log_path: Path, extra_args=(), monailabel_cli: bool = False):
         self.studies = studies
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        cmd = [sys.executable, str(ROOT / "main.py"), "serve", "--studies", str(studies),
-               "--host", "127.0.0.1", "--port", str(self.port), *extra_args]
+        if monailabel_cli:  # the MONAI Label way: monailabel start_server --app ... --studies ...
+            cmd = [str(Path(sys.executable).parent / "monailabel"), "start_server", "--app", str(ROOT / "apps" / "muscle"),
+                   "--studies", str(studies), "--host", "127.0.0.1", "--port", str(self.port), *extra_args]
+        else:
+            cmd = [sys.executable, str(ROOT / "main.py"), "serve", "--studies", str(studies),
+                   "--host", "127.0.0.1", "--port", str(self.port), *extra_args]
         self._log = open(log_path, "w")
         self.process = subprocess.Popen(cmd, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})

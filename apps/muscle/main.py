@@ -26,6 +26,7 @@ from monailabel.tasks.activelearning.random import Random  # noqa: E402
 from lib.configs import CONFIGS  # noqa: E402
 from lib.data.datastore import MuscleDatastore  # noqa: E402
 from lib.server.errors import install_error_handlers  # noqa: E402
+from lib.server.settings import apply_server_defaults  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class MuscleApp(MONAILabelApp):
             config = config_class()
             config.init(name, self.model_dir, conf, None)
             self.configs[name] = config
+        apply_server_defaults()
         install_error_handlers()
         super().__init__(
             app_dir=app_dir,

@@ -7,20 +7,13 @@ tree; ``--studies`` serves any folder (or a DICOMweb URL) in place.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
 
 from lib.errors import UserError
 from lib.server.paths import APP_DIR, EMBEDDED_STUDIES, WORKING_STUDIES
-
-# Settings a MONAI Label user would otherwise have to know about (SPEC §8).
-SERVER_DEFAULTS = {
-    "MONAI_LABEL_TRACKING_ENABLED": "false",  # mlflow 3.17's file store makes training fail
-    "MONAI_LABEL_DICOMWEB_SEARCH_FILTER": '{"Modality": "MR"}',  # MONAI Label filters CT
-    "MONAI_LABEL_AUTO_UPDATE_SCORING": "false",
-}
+from lib.server.settings import apply_server_defaults
 
 
 def add_arguments(parser):
@@ -60,11 +53,9 @@ def run(args) -> int:
         studies = str(working_studies(args.reset))
     elif not studies.startswith(("http://", "https://")) and not Path(studies).is_dir():
         raise UserError(f"studies folder not found: {studies}")
-    for key, value in SERVER_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-
     from monailabel.main import Main  # heavy import: only when really serving
 
+    apply_server_defaults()
     sys.argv = server_argv(studies, args.host, args.port, args.conf)
     Main().run()
     return 0

@@ -19,8 +19,11 @@ def test_info_lists_app_strategies_and_models(server):
     info = requests.get(f"{server.url}/info/", timeout=30).json()
     assert info["name"].startswith("Muscle segmentation")
     assert "random" in info["strategies"]
-    for name, model in info["models"].items():  # only models with real weights are listed
-        assert model["type"] in ("segmentation", "classification"), name
+    models = info["models"]
+    assert set(models) == {"muscle", "classifier", "segmentation_thigh", "segmentation_leg"}
+    assert models["muscle"]["type"] == "segmentation" and models["classifier"]["type"] == "classification"
+    assert models["muscle"]["labels"]["soleus"] == 13 and models["segmentation_thigh"]["labels"]["vastus_lateralis"] == 1
+    assert {"region", "split_sides", "echo"} <= set(models["muscle"]["config"])
 
 
 def test_datastore_stats_count_embedded_studies(server):
@@ -54,3 +57,15 @@ def test_serve_rejects_missing_studies_folder_in_one_line(tmp_path):
     assert result.returncode == 2
     assert "studies folder not found" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_monailabel_start_server_serves_the_same_app(tmp_path):
+    studies = copy_studies(tmp_path / "studies")
+    srv = Server(studies, tmp_path / "server.log", monailabel_cli=True)
+    try:
+        srv.wait_ready()
+        info = requests.get(f"{srv.url}/info/", timeout=30).json()
+        assert info["name"].startswith("Muscle segmentation")
+        assert {"muscle", "classifier", "segmentation_thigh", "segmentation_leg"} <= set(info["models"])
+    finally:
+        srv.stop()
