@@ -1,0 +1,38 @@
+"""``python main.py pretrain``: train the default weights (shipped in ``weights/``)."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+from lib.errors import UserError
+
+NETWORKS = ("classifier", "segmentation_thigh", "segmentation_leg")
+
+
+def add_arguments(parser):
+    from lib.training.pretrain import PretrainPlan
+
+    defaults = PretrainPlan()
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "weights"),
+                        help="output folder (default: the shipped weights/)")
+    parser.add_argument("--networks", nargs="+", choices=NETWORKS, default=list(NETWORKS))
+    for f in fields(PretrainPlan):
+        value = getattr(defaults, f.name)
+        kind = int if isinstance(value, int) and not isinstance(value, bool) else float if isinstance(value, float) else str
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=value, help=f"(default {value})")
+
+
+def run(args) -> int:
+    from lib.networks.presets import get_preset
+    from lib.training.pretrain import PretrainPlan, pretrain
+
+    plan = PretrainPlan(**{f.name: getattr(args, f.name) for f in fields(PretrainPlan)})
+    for name in ("train_subjects", "val_subjects", "slices_per_subject", "epochs", "steps_per_epoch", "batch_size"):
+        if getattr(plan, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    get_preset(plan.preset)  # unknown preset -> error before any work
+    records = pretrain(plan, Path(args.out), networks=args.networks)
+    for name, record in records.items():
+        print(f"{name}: validation {record['validation_score']:.4f} -> {args.out}/{name}.pt")
+    return 0

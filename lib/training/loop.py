@@ -1,0 +1,147 @@
+"""The training loop shared by ``python main.py pretrain`` and the MONAI Label train tasks.
+
+Plain PyTorch, as in SPEC §5: Adam with AMSGrad, L2 by weight decay, learning rate halved
+after ``patience`` epochs without validation improvement, the best epoch kept. Mixed
+precision (bf16/fp16 autocast) only where the device supports it well (CUDA). Progress is
+reported through a callback (the console bar of the CLI, the status of a train task) and can
+be stopped between steps through ``should_stop``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainSettings:
+    """Hyper-parameters of one training run.
+
+    Args:
+        epochs: passes of ``steps_per_epoch`` optimiser steps.
+        steps_per_epoch: optimiser steps per epoch (the data are sampled, not enumerated).
+        lr: initial learning rate of Adam (AMSGrad).
+        weight_decay: L2 penalty (PyTorch convention: adds ``weight_decay * w`` to the gradient).
+        patience: epochs without validation improvement before the learning rate is halved.
+        min_lr: the learning rate is not halved below this.
+        device: "cpu", "cuda", "cuda:1" ...
+        amp: autocast on CUDA (bf16 when supported, else fp16); ignored on CPU.
+    """
+
+    epochs: int = 10
+    steps_per_epoch: int = 50
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    patience: int = 4
+    min_lr: float = 1e-5
+    device: str = "cpu"
+    amp: bool = True
+
+
+@dataclass
+class TrainHistory:
+    """What happened, epoch by epoch; ``best_state`` holds the weights of the best epoch."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_score: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    best_score: float = -math.inf
+    seconds: float = 0.0
+    stopped: bool = False
+    best_state: dict | None = None
+
+    def summary(self) -> dict:
+        return {
+            "epochs_run": len(self.train_loss),
+            "best_epoch": self.best_epoch,
+            "best_score": round(self.best_score, 4) if math.isfinite(self.best_score) else None,
+            "final_train_loss": round(self.train_loss[-1], 4) if self.train_loss else None,
+            "seconds": round(self.seconds, 1),
+            "stopped": self.stopped,
+        }
+
+
+def _autocast(device: str, enabled: bool):
+    if enabled and device.startswith("cuda"):
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast("cpu", enabled=False)
+
+
+def fit(
+    model: nn.Module,
+    batches: Iterator[tuple[torch.Tensor, ...]],
+    loss_fn: Callable[..., torch.Tensor],
+    validate: Callable[[nn.Module], float],
+    settings: TrainSettings,
+    on_epoch: Callable[[int, dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainHistory:
+    """Train ``model`` in place and return its history; the model ends with the best weights.
+
+    Args:
+        model: the network (its current weights are the starting point: fine-tuning).
+        batches: endless iterator of ``(inputs, *targets)`` tensors; ``loss_fn(logits, *targets)``.
+        loss_fn: loss on the network output and the batch's targets.
+        validate: score of the model on held-out data, higher is better (e.g. mean Dice).
+        settings: hyper-parameters.
+        on_epoch: called after each epoch with ``(epoch, stats)``.
+        should_stop: polled between steps; True ends training early (best weights kept).
+    """
+    device = torch.device(settings.device)
+    model.to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
+                                 amsgrad=True)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimiser, mode="max", factor=0.5, patience=settings.patience, min_lr=settings.min_lr)
+    history = TrainHistory()
+    start = time.time()
+
+    history.best_score = validate(model)  # the starting weights are a candidate too
+    history.best_state = copy.deepcopy(model.state_dict())
+    for epoch in range(settings.epochs):
+        model.train()
+        losses = []
+        for _ in range(settings.steps_per_epoch):
+            if should_stop is not None and should_stop():
+                history.stopped = True
+                break
+            inputs, *targets = (t.to(device, non_blocking=True) for t in next(batches))
+            optimiser.zero_grad(set_to_none=True)
+            with _autocast(settings.device, settings.amp):
+                loss = loss_fn(model(inputs), *targets)
+            loss.backward()
+            optimiser.step()
+            losses.append(float(loss.detach()))
+        if not losses:
+            break
+        score = validate(model)
+        scheduler.step(score)
+        history.train_loss.append(sum(losses) / len(losses))
+        history.val_score.append(score)
+        history.lr.append(optimiser.param_groups[0]["lr"])
+        if score > history.best_score:
+            history.best_score, history.best_epoch = score, epoch
+            history.best_state = copy.deepcopy(model.state_dict())
+        stats = {"epoch": epoch + 1, "epochs": settings.epochs, "loss": history.train_loss[-1],
+                 "val": score, "best": history.best_score, "lr": history.lr[-1],
+                 "seconds": time.time() - start}
+        logger.info("epoch %d/%d loss %.4f val %.4f (best %.4f) lr %.2g", epoch + 1, settings.epochs,
+                    stats["loss"], score, history.best_score, stats["lr"])
+        if on_epoch is not None:
+            on_epoch(epoch, stats)
+        if history.stopped:
+            break
+    model.load_state_dict(history.best_state)
+    history.seconds = time.time() - start
+    return history

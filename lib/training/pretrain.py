@@ -1,0 +1,151 @@
+"""The default weights: classifier and both segmenters trained on phantoms + the real slice.
+
+``python main.py pretrain`` runs this. Phantom seeds are split once and for all so that the
+held-out test set used to check the shipped weights is never seen in training or selection:
+train seeds 0-9999, validation (model selection) 10000-19999, test 20000-29999.
+Each network is written to ``weights/<name>.pt`` with a ``weights/<name>.json`` describing
+how it was made (data, seeds, epochs, preset, validation Dice, time).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lib.data.phantom import SEVERITIES, generate_phantom
+from lib.labels import REGIONS
+from lib.networks.checkpoint import save_checkpoint
+from lib.networks.presets import build_classifier, build_segmenter
+from lib.training.loop import TrainSettings, fit
+from lib.training.slices import SliceSet, classifier_batches, segmentation_batches
+from lib.training.validation import classifier_accuracy, segmenter_mean_dice
+from lib.transforms.preprocess import classifier_slices, volume_to_model_grid
+
+logger = logging.getLogger(__name__)
+
+SEED_BASE = {"train": 0, "val": 10_000, "test": 20_000}
+MODEL_SPACING = (1.037037, 1.037037, 5.0)
+
+
+@dataclass
+class PretrainPlan:
+    """What ``pretrain`` does; the defaults make the shipped weights (about an hour on 2 cores)."""
+
+    preset: str = "compact"
+    train_subjects: int = 24  # per region
+    val_subjects: int = 4
+    slices_per_subject: int = 12
+    epochs: int = 18
+    steps_per_epoch: int = 100
+    batch_size: int = 4
+    crop: int | None = 240
+    lr: float = 2e-3
+    real_slice_weight: float = 0.1  # share of leg batches drawn from the one real slice
+    classifier_epochs: int = 6
+    seed: int = 0
+    device: str = "cpu"
+
+
+def phantom_slices(region: str, split: str, subjects: int, n_slices: int) -> tuple[SliceSet, list]:
+    """Every labelled slice of ``subjects`` phantoms of a split, on the model grid, and the
+    (image volume, region) pairs for the classifier."""
+    data, volumes = SliceSet.empty(), []
+    for i in range(subjects):
+        seed = SEED_BASE[split] + i
+        phantom = generate_phantom(region, seed, n_slices=n_slices, severity=SEVERITIES[i % len(SEVERITIES)],
+                                   spacing=MODEL_SPACING)
+        image, label = volume_to_model_grid(phantom.image, phantom.label, phantom.affine)
+        data = data + SliceSet.from_volume(image, label, f"phantom_{region}_{seed}")
+        volumes.append((image, region))
+    return data, volumes
+
+
+def real_slices(weight: float) -> tuple[SliceSet, list]:
+    from lib.data.real_slice import load_real_slice
+
+    real = load_real_slice()
+    image, label = volume_to_model_grid(real.image, real.label, real.affine)
+    return SliceSet.from_volume(image, label, "real_leg_t1", weight=weight), [(image, "leg")]
+
+
+def _with_share(data: SliceSet, source: str, share: float) -> SliceSet:
+    """Set sampling weights so that slices from ``source`` make up ``share`` of the draws."""
+    mine = np.array([s == source for s in data.sources])
+    if mine.any() and (~mine).any():
+        data.weights = np.where(mine, share / mine.sum(), (1 - share) / (~mine).sum())
+    return data
+
+
+def train_segmenter(region: str, plan: PretrainPlan, train: SliceSet, val: SliceSet, out: Path) -> dict:
+    torch.manual_seed(plan.seed)
+    model = build_segmenter(region, plan.preset)
+    settings = TrainSettings(epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch, lr=plan.lr,
+                             patience=2, device=plan.device)
+    history = fit(model, segmentation_batches(train, region, plan.batch_size, plan.crop, plan.seed),
+                  make_loss(), lambda m: segmenter_mean_dice(m, val, region), settings,
+                  on_epoch=lambda e, s: print(f"  {region} epoch {s['epoch']}/{s['epochs']} loss {s['loss']:.4f} "
+                                              f"val Dice {s['val']:.4f} ({s['seconds']:.0f} s)", flush=True))
+    return _save(model, f"segmentation_{region}", plan, history, out, region=region,
+                 train_slices=len(train), val_slices=len(val))
+
+
+def train_classifier(plan: PretrainPlan, volumes: list, val_volumes: list, out: Path) -> dict:
+    torch.manual_seed(plan.seed)
+    x, y = classifier_slices(volumes)
+    vx, vy = classifier_slices(val_volumes)
+    model = build_classifier(plan.preset)
+    settings = TrainSettings(epochs=plan.classifier_epochs, steps_per_epoch=40, lr=1e-3, device=plan.device)
+    history = fit(model, classifier_batches(x, y, np.ones(len(x)), 32, plan.seed),
+                  torch.nn.CrossEntropyLoss(), lambda m: classifier_accuracy(m, vx, vy), settings,
+                  on_epoch=lambda e, s: print(f"  classifier epoch {s['epoch']}/{s['epochs']} loss {s['loss']:.4f} "
+                                              f"val accuracy {s['val']:.4f}", flush=True))
+    return _save(model, "classifier", plan, history, out, train_slices=len(x), val_slices=len(vx))
+
+
+def make_loss():
+    from lib.training.loss import make_segmentation_loss
+    return make_segmentation_loss("weighted_ce")
+
+
+def _save(model, name: str, plan: PretrainPlan, history, out: Path, **extra) -> dict:
+    meta = {"name": name, "preset": plan.preset, "version": 0, "source": "pretrain",
+            "validation_score": round(history.best_score, 4), **extra}
+    save_checkpoint(out / f"{name}.pt", model, meta)
+    record = {**meta, "plan": asdict(plan), "history": history.summary(),
+              "seeds": {"train": [SEED_BASE["train"], SEED_BASE["train"] + plan.train_subjects - 1],
+                        "val": [SEED_BASE["val"], SEED_BASE["val"] + plan.val_subjects - 1]},
+              "data": "phantoms (lib/data/phantom.py) + the real leg slice of shared/data (leg and classifier)",
+              "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+                         f"torch {torch.__version__}",
+              "command": "python main.py pretrain"}
+    (out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def pretrain(plan: PretrainPlan, out: Path, networks=("classifier", "segmentation_thigh", "segmentation_leg")) -> dict:
+    """Train the requested networks and write them to ``out``; returns their records."""
+    out.mkdir(parents=True, exist_ok=True)
+    records, started = {}, time.time()
+    real, real_volumes = real_slices(1.0)
+    train_volumes, val_volumes = list(real_volumes), []
+    for region in REGIONS:
+        print(f"generating {region} phantoms ...", flush=True)
+        train, volumes = phantom_slices(region, "train", plan.train_subjects, plan.slices_per_subject)
+        val, vvolumes = phantom_slices(region, "val", plan.val_subjects, plan.slices_per_subject)
+        train_volumes += volumes
+        val_volumes += vvolumes
+        if region == "leg":
+            train = _with_share(train + real, "real_leg_t1", plan.real_slice_weight)
+        if f"segmentation_{region}" in networks:
+            records[f"segmentation_{region}"] = train_segmenter(region, plan, train, val, out)
+    if "classifier" in networks:
+        records["classifier"] = train_classifier(plan, train_volumes, val_volumes, out)
+    print(f"pretrain finished in {time.time() - started:.0f} s", flush=True)
+    return records
