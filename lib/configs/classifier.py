@@ -1,0 +1,12 @@
+"""Config of the thigh/leg slice classifier (SPEC §1: the tree's inner node)."""
+
+from lib.configs.base import MuscleTaskConfig
+from lib.labels import REGIONS
+from lib.tasks.infer_classifier import ClassifierInfer
+
+
+class ClassifierConfig(MuscleTaskConfig):
+    networks = ("classifier",)
+
+    def infer(self):
+        return ClassifierInfer(paths=self.paths, labels={name: i for i, name in enumerate(REGIONS)})

@@ -1,0 +1,80 @@
+"""Running the 2D networks over the slices of a volume: loading, caching, batching.
+
+Used by the MONAI Label infer tasks and by ``python main.py infer``. A network is loaded
+once per (file, modification time, device) and reloaded when training publishes a new file,
+so the server picks up a new model without a restart.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import torch
+
+from lib.errors import UserError
+from lib.networks.checkpoint import build_from_checkpoint
+from lib.networks.fast import predict_logits, prepare_for_inference
+
+_cache: dict[tuple[str, str], tuple[float, torch.nn.Module, dict]] = {}
+_lock = threading.Lock()
+
+
+def live_path(paths) -> str | None:
+    """The file to use among ``[shipped, live]``: the last one that exists (MONAI Label's rule)."""
+    for path in reversed(list(paths)):
+        if path and os.path.exists(path):
+            return path
+    return None
+
+
+def load_network(path: str, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """The inference copy of the network in ``path`` (BN folded, fast layout) and its meta."""
+    mtime = os.path.getmtime(path)
+    key = (os.path.realpath(path), str(device))
+    with _lock:
+        cached = _cache.get(key)
+        if cached is not None and cached[0] == mtime:
+            return cached[1], cached[2]
+        model, meta = build_from_checkpoint(path, map_location="cpu", return_meta=True)
+        model = prepare_for_inference(model, device=device)
+        _cache[key] = (mtime, model, meta)
+        return model, meta
+
+
+def resolve_device(name: str | None) -> str:
+    """``device`` request parameter -> a usable torch device name (4xx when unavailable)."""
+    if isinstance(name, (list, tuple)):  # /info's config lists the choices; a client may echo them
+        name = name[0] if name else None
+    name = str(name or "cpu").strip().lower()
+    if name == "cpu":
+        return "cpu"
+    if name.startswith("cuda") or name.startswith("gpu"):
+        if not torch.cuda.is_available():
+            return "cpu"  # MONAI Label clients send "cuda" by default: fall back, as MONAI Label does
+        index = name.split(":", 1)[1] if ":" in name else "0"
+        if not index.isdigit() or int(index) >= torch.cuda.device_count():
+            raise UserError(f"device {name!r} does not exist (GPUs: {torch.cuda.device_count()})")
+        return f"cuda:{index}"
+    raise UserError(f"unknown device {name!r}: use 'cpu' or 'cuda[:N]'")
+
+
+@torch.no_grad()
+def segment_slices(model, slices: torch.Tensor, batch_size: int = 8) -> np.ndarray:
+    """Channel map (Z, H, W) uint8 of the segmenter's argmax over slices (Z, 1, H, W)."""
+    device = next(model.parameters()).device
+    out = np.zeros((slices.shape[0], *slices.shape[2:]), dtype=np.uint8)
+    for start in range(0, slices.shape[0], batch_size):
+        batch = slices[start:start + batch_size].to(device, dtype=torch.float32)
+        out[start:start + batch_size] = predict_logits(model, batch).argmax(1).to(torch.uint8).cpu().numpy()
+    return out
+
+
+@torch.no_grad()
+def classify_slices(model, slices: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities (Z, 2) of the classifier over 128x128 slices (Z, 1, 128, 128)."""
+    device = next(model.parameters()).device
+    probs = [torch.softmax(predict_logits(model, slices[s:s + batch_size].to(device, dtype=torch.float32)), 1)
+             for s in range(0, slices.shape[0], batch_size)]
+    return torch.cat(probs).cpu().numpy() if probs else np.zeros((0, 2), np.float32)

@@ -1,0 +1,101 @@
+"""Post-processing of predicted label volumes on the input's own grid.
+
+``SplitSidesd``: per-side labels (``<muscle>_right`` = value, ``<muscle>_left`` = value + 18).
+The side comes from world coordinates, not array order: in RAS world space +x points to the
+patient's right, whatever the file's orientation. In each axial slice the muscle voxels are
+split at the widest gap along x (the space between the two limbs); a slice whose widest gap is
+under ``min_gap_mm`` holds one limb, whose side is the sign of its x (scanners centre the
+patient at x = 0).
+
+``MeasureMusclesd``: per-label measurements into the result JSON (``lib.evaluation``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from monai.transforms import MapTransform
+
+from lib.evaluation.measurements import measure_labels
+from lib.labels import SIDE_OFFSET
+
+
+def world_x(affine: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """RAS x (mm) of every voxel of an (X, Y, Z) grid."""
+    i, j, k = np.meshgrid(*(np.arange(n, dtype=np.float32) for n in shape), indexing="ij")
+    a = np.asarray(affine, dtype=np.float32)
+    return a[0, 0] * i + a[0, 1] * j + a[0, 2] * k + a[0, 3]
+
+
+def axial_axis(affine: np.ndarray) -> int:
+    """The array axis closest to the S-I direction."""
+    return int(np.argmax(np.abs(np.asarray(affine)[2, :3]) / np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)))
+
+
+def split_sides(label: np.ndarray, affine: np.ndarray, min_gap_mm: float = 8.0) -> np.ndarray:
+    """Label volume (X, Y, Z) with left-limb voxels moved to ``value + SIDE_OFFSET``."""
+    label = np.asarray(label)
+    out = label.astype(np.uint8).copy()
+    x = world_x(affine, label.shape)
+    axis = axial_axis(affine)
+    for k in range(label.shape[axis]):
+        sl = [slice(None)] * 3
+        sl[axis] = k
+        sl = tuple(sl)
+        muscle = label[sl] > 0
+        if not muscle.any():
+            continue
+        xs = x[sl][muscle]
+        ordered = np.sort(xs)
+        gaps = np.diff(ordered)
+        if gaps.size and gaps.max() >= min_gap_mm:
+            cut = ordered[gaps.argmax()] + gaps.max() / 2
+            left = xs < cut  # smaller RAS x = patient's left
+        else:
+            left = np.full(xs.shape, xs.mean() < 0)
+        values = out[sl][muscle]
+        values[left] = values[left] + SIDE_OFFSET
+        plane = out[sl]
+        plane[muscle] = values
+        out[sl] = plane
+    return out
+
+
+class SplitSidesd(MapTransform):
+    """Split labels by limb (see module doc). ``affine_key``: where the world affine is read."""
+
+    def __init__(self, keys, affine_key: str = "image_original", min_gap_mm: float = 8.0):
+        super().__init__(keys)
+        self.affine_key, self.min_gap_mm = affine_key, min_gap_mm
+
+    def __call__(self, data):
+        d = dict(data)
+        affine = np.asarray(d[self.affine_key].affine)
+        for key in self.key_iterator(d):
+            label = np.asarray(d[key])[0]
+            d[key] = torch.as_tensor(split_sides(label, affine, self.min_gap_mm))[None]
+        return d
+
+
+class MeasureMusclesd(MapTransform):
+    """Add ``result["measurements"]``: per-muscle volume, areas and intensity statistics.
+
+    keys: the label volume (1, X, Y, Z) on the input grid; image_key: the original image on the
+    same grid; names: label name -> value (the names the result uses).
+    """
+
+    def __init__(self, keys, names: dict[str, int], image_key: str = "image_original", result_key: str = "result"):
+        super().__init__(keys)
+        self.names, self.image_key, self.result_key = names, image_key, result_key
+
+    def __call__(self, data):
+        d = dict(data)
+        original = d[self.image_key]
+        affine = np.asarray(original.affine)
+        for key in self.key_iterator(d):
+            label = np.asarray(d[key])[0]
+            result = dict(d.get(self.result_key) or {})
+            result["measurements"] = measure_labels(label, np.asarray(original)[0], affine, self.names,
+                                                    slice_axis=axial_axis(affine))
+            d[self.result_key] = result
+        return d
