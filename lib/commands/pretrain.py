@@ -32,6 +32,10 @@ def run(args) -> int:
         if getattr(plan, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     get_preset(plan.preset)  # unknown preset -> error before any work
+    if plan.loss not in ("weighted_ce", "dice_ce"):
+        raise UserError(f"--loss must be weighted_ce or dice_ce, got {plan.loss!r}")
+    if plan.init_from and not Path(plan.init_from).is_dir():
+        raise UserError(f"--init-from folder not found: {plan.init_from}")
     records = pretrain(plan, Path(args.out), networks=args.networks)
     for name, record in records.items():
         print(f"{name}: validation {record['validation_score']:.4f} -> {args.out}/{name}.pt")

@@ -21,9 +21,10 @@ import torch
 
 from lib.data.phantom import SEVERITIES, generate_phantom
 from lib.labels import REGIONS
-from lib.networks.checkpoint import save_checkpoint
+from lib.networks.checkpoint import build_from_checkpoint, save_checkpoint
 from lib.networks.presets import build_classifier, build_segmenter
 from lib.training.loop import TrainSettings, fit
+from lib.training.loss import make_segmentation_loss
 from lib.training.slices import SliceSet, classifier_batches, segmentation_batches
 from lib.training.validation import classifier_accuracy, segmenter_mean_dice
 from lib.transforms.preprocess import classifier_slices, volume_to_model_grid
@@ -51,6 +52,17 @@ class PretrainPlan:
     classifier_epochs: int = 6
     seed: int = 0
     device: str = "cpu"
+    loss: str = "weighted_ce"  # SPEC §5; "dice_ce" is the alternative
+    init_from: str = ""  # folder of earlier weights to continue from (empty: from scratch)
+
+
+def initial_model(name: str, plan: PretrainPlan, build):
+    """A fresh network, or the one saved under ``plan.init_from`` to continue training it."""
+    if not plan.init_from:
+        return build()
+    model = build_from_checkpoint(Path(plan.init_from) / f"{name}.pt")
+    model.train()
+    return model
 
 
 def phantom_slices(region: str, split: str, subjects: int, n_slices: int) -> tuple[SliceSet, list]:
@@ -85,11 +97,11 @@ def _with_share(data: SliceSet, source: str, share: float) -> SliceSet:
 
 def train_segmenter(region: str, plan: PretrainPlan, train: SliceSet, val: SliceSet, out: Path) -> dict:
     torch.manual_seed(plan.seed)
-    model = build_segmenter(region, plan.preset)
+    model = initial_model(f"segmentation_{region}", plan, lambda: build_segmenter(region, plan.preset))
     settings = TrainSettings(epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch, lr=plan.lr,
                              patience=2, device=plan.device)
     history = fit(model, segmentation_batches(train, region, plan.batch_size, plan.crop, plan.seed),
-                  make_loss(), lambda m: segmenter_mean_dice(m, val, region), settings,
+                  make_segmentation_loss(plan.loss), lambda m: segmenter_mean_dice(m, val, region), settings,
                   on_epoch=lambda e, s: print(f"  {region} epoch {s['epoch']}/{s['epochs']} loss {s['loss']:.4f} "
                                               f"val Dice {s['val']:.4f} ({s['seconds']:.0f} s)", flush=True))
     return _save(model, f"segmentation_{region}", plan, history, out, region=region,
@@ -97,21 +109,19 @@ def train_segmenter(region: str, plan: PretrainPlan, train: SliceSet, val: Slice
 
 
 def train_classifier(plan: PretrainPlan, volumes: list, val_volumes: list, out: Path) -> dict:
+    """``volumes[0]`` is the real slice: it gets ``real_slice_weight`` of the draws, as for the leg."""
     torch.manual_seed(plan.seed)
     x, y = classifier_slices(volumes)
     vx, vy = classifier_slices(val_volumes)
-    model = build_classifier(plan.preset)
+    weights = np.ones(len(x))
+    weights[0] = plan.real_slice_weight * (len(x) - 1) / (1 - plan.real_slice_weight)
+    model = initial_model("classifier", plan, lambda: build_classifier(plan.preset))
     settings = TrainSettings(epochs=plan.classifier_epochs, steps_per_epoch=40, lr=1e-3, device=plan.device)
-    history = fit(model, classifier_batches(x, y, np.ones(len(x)), 32, plan.seed),
+    history = fit(model, classifier_batches(x, y, weights, 32, plan.seed),
                   torch.nn.CrossEntropyLoss(), lambda m: classifier_accuracy(m, vx, vy), settings,
                   on_epoch=lambda e, s: print(f"  classifier epoch {s['epoch']}/{s['epochs']} loss {s['loss']:.4f} "
                                               f"val accuracy {s['val']:.4f}", flush=True))
     return _save(model, "classifier", plan, history, out, train_slices=len(x), val_slices=len(vx))
-
-
-def make_loss():
-    from lib.training.loss import make_segmentation_loss
-    return make_segmentation_loss("weighted_ce")
 
 
 def _save(model, name: str, plan: PretrainPlan, history, out: Path, **extra) -> dict:
@@ -125,6 +135,9 @@ def _save(model, name: str, plan: PretrainPlan, history, out: Path, **extra) -> 
               "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
                          f"torch {torch.__version__}",
               "command": "python main.py pretrain"}
+    earlier = Path(plan.init_from) / f"{name}.json" if plan.init_from else None
+    if earlier is not None and earlier.is_file():  # keep the whole history of a continued network
+        record["continued_from"] = json.loads(earlier.read_text())
     (out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
 

@@ -124,15 +124,20 @@ def segmentation_batches(data: SliceSet, region: str, batch_size: int = 4, crop:
 
 
 def classifier_batches(images: torch.Tensor, classes: torch.Tensor, weights: np.ndarray, batch_size: int = 32,
-                       seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless ``(128x128 images, region classes)`` batches with random flips and gain."""
+                       seed: int = 0, max_shift: int = 24) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless ``(128x128 images, region classes)`` batches with random shifts, flips and gamma.
+
+    The classifier ends in a dense layer that sees where things are, so without shifts it learns
+    the training subjects' limb positions instead of the anatomy.
+    """
     rng = np.random.default_rng(seed)
     p = weights / weights.sum()
     while True:
         idx = rng.choice(len(images), size=batch_size, p=p)
         x = images[idx].clone()
+        for i, (dy, dx) in enumerate(rng.integers(-max_shift, max_shift + 1, size=(batch_size, 2))):
+            x[i] = torch.roll(x[i], shifts=(int(dy), int(dx)), dims=(-2, -1))  # background wraps: it is ~0
         flip = torch.from_numpy(rng.random(batch_size) < 0.5)
         x[flip] = x[flip].flip(-2)  # left/right mirror: the region does not depend on the side
         gamma = torch.from_numpy(rng.uniform(0.7, 1.4, size=(batch_size, 1, 1, 1))).float()
         yield x.clamp(0, 1) ** gamma, classes[idx]
-

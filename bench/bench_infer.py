@@ -1,0 +1,84 @@
+"""End-to-end inference through the real server (issue: infer tasks), as a viewer calls it.
+
+    .venv/bin/python -m bench.bench_infer [--repeats 3] [--presets compact]
+
+Generates a 432 x 432 x 52 thigh phantom (1.04 x 1.04 x 5 mm), starts ``python main.py serve``
+on a loopback port with that one study, and times ``POST /infer/muscle`` (label file + JSON)
+end to end on the client. The server's own latency split (pre-processing, networks, post,
+writing) comes back in the result JSON; "overhead" is everything but the networks.
+Writes ``bench/results/infer.json`` and ``bench/results/infer.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import requests  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_networks import machine  # noqa: E402
+from lib.data.io import save_nifti  # noqa: E402
+from lib.data.phantom import generate_phantom  # noqa: E402
+from tests.conftest import Server  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def run(repeats: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        studies = Path(tmp) / "studies"
+        studies.mkdir()
+        phantom = generate_phantom("thigh", 20_900, n_slices=52, severity="mild")
+        save_nifti(studies / "thigh_432x432x52.nii.gz", phantom.image, phantom.affine)
+        server = Server(studies, Path(tmp) / "server.log")
+        try:
+            server.wait_ready()
+            url = f"{server.url}/infer/muscle"
+            requests.post(url, params={"image": "thigh_432x432x52"}, timeout=600)  # warm-up: loads models
+            rows = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                r = requests.post(url, params={"image": "thigh_432x432x52"}, timeout=600)
+                wall = time.perf_counter() - start
+                r.raise_for_status()
+                params = r.text.split("\r\n\r\n", 2)[1].split("\r\n--")[0] if "multipart" in r.headers[
+                    "content-type"] else r.text
+                latencies = json.loads(params)["latencies"]
+                rows.append({"wall": wall, **{k: latencies[k] for k in ("pre", "infer", "post", "write", "total")}})
+        finally:
+            server.stop()
+    med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    med["overhead"] = med["wall"] - med["infer"]
+    med["overhead_fraction"] = med["overhead"] / med["wall"]
+    return {"volume": "432x432x52 thigh phantom", "repeats": repeats, "median_seconds": med, "runs": rows,
+            "machine": machine()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    result = run(args.repeats)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "infer.json").write_text(json.dumps(result, indent=2) + "\n")
+    m = result["median_seconds"]
+    lines = ["| POST /infer/muscle, 432x432x52 | seconds |", "| --- | --- |"]
+    lines += [f"| {k} | {m[k]:.2f} |" for k in ("wall", "pre", "infer", "post", "write", "overhead")]
+    lines.append(f"| overhead fraction | {m['overhead_fraction']:.0%} |")
+    (RESULTS / "infer.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Quality of the shipped artefact: the default weights on held-out phantoms (seeds >= 20000).
+
+Not a timing test: the shipped files must reach the issue's Dice on subjects never used for
+training or model selection.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lib.configs.base import SHIPPED_WEIGHTS
+from lib.data.phantom import SEVERITIES
+from lib.networks.checkpoint import build_from_checkpoint
+from lib.training.pretrain import SEED_BASE, phantom_slices
+from lib.training.validation import classifier_accuracy, segmenter_mean_dice
+from lib.transforms.preprocess import classifier_slices
+
+HELD_OUT_SUBJECTS = 3
+
+
+@pytest.mark.parametrize("region", ["thigh", "leg"])
+def test_shipped_segmenter_dice_on_held_out_phantoms(region):
+    model = build_from_checkpoint(SHIPPED_WEIGHTS / f"segmentation_{region}.pt")
+    test, _ = phantom_slices(region, "test", HELD_OUT_SUBJECTS, 8)
+    assert len(set(test.sources)) == HELD_OUT_SUBJECTS and all(s >= SEED_BASE["test"] for s in
+                                                                 (int(x.rsplit("_", 1)[1]) for x in test.sources))
+    with torch.no_grad():
+        dice = segmenter_mean_dice(model, test, region)
+    assert dice >= 0.85, f"{region} segmenter mean Dice {dice:.3f} on held-out phantoms"
+
+
+def test_shipped_classifier_on_held_out_phantoms():
+    model = build_from_checkpoint(SHIPPED_WEIGHTS / "classifier.pt")
+    volumes = []
+    for region in ("thigh", "leg"):
+        volumes += phantom_slices(region, "test", 2, 8)[1]
+    x, y = classifier_slices(volumes)
+    assert classifier_accuracy(model, x, y) >= 0.85
+
+
+def test_weights_record_how_they_were_made():
+    for name in ("classifier", "segmentation_thigh", "segmentation_leg"):
+        record = json.loads((SHIPPED_WEIGHTS / f"{name}.json").read_text())
+        assert record["preset"] == "compact" and record["command"].startswith("python main.py pretrain")
+        assert record["seeds"]["train"][1] < SEED_BASE["val"] <= record["seeds"]["val"][0] < SEED_BASE["test"]
+        assert np.isfinite(record["validation_score"])
+    assert sum(p.stat().st_size for p in SHIPPED_WEIGHTS.glob("*.pt")) < 30e6
