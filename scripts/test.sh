@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PYTHONDONTWRITEBYTECODE=1
+export PATH="$PWD/.venv/bin:$PATH"  # as if activated: monailabel start_server calls `python`
 exec .venv/bin/python -m pytest "${@:-tests}"

@@ -25,6 +25,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def server_env() -> dict:
+    """The environment an activated venv gives: ``monailabel start_server`` runs ``python -m
+    monailabel.main`` from PATH, so the venv's bin folder must come first."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
+
+
 class Server:
     """A ``python main.py serve`` subprocess on a free loopback port and its own studies copy."""
 
@@ -41,7 +48,7 @@ class Server:
                    "--host", "127.0.0.1", "--port", str(self.port), *extra_args]
         self._log = open(log_path, "w")
         self.process = subprocess.Popen(cmd, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
-                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                        env=server_env())
 
     def wait_ready(self, timeout: float = 180.0) -> None:
         deadline = time.time() + timeout

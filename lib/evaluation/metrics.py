@@ -14,8 +14,8 @@ def dice_per_class(pred, truth, num_classes: int) -> np.ndarray:
     ``pred`` and ``truth`` are integer maps of the same shape (any number of slices). A class
     absent from both gets NaN (it says nothing), absent from one of them gets 0.
     """
-    pred_t = torch.as_tensor(np.asarray(pred), dtype=torch.long).reshape(1, 1, -1)
-    truth_t = torch.as_tensor(np.asarray(truth), dtype=torch.long).reshape(1, 1, -1)
+    pred_t = torch.as_tensor(np.ascontiguousarray(pred), dtype=torch.long).reshape(1, 1, -1)
+    truth_t = torch.as_tensor(np.ascontiguousarray(truth), dtype=torch.long).reshape(1, 1, -1)
     scores = compute_dice(
         one_hot(pred_t, num_classes, dim=1), one_hot(truth_t, num_classes, dim=1),
         include_background=False, ignore_empty=True,

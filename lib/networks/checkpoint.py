@@ -39,7 +39,8 @@ def network_kind(model: nn.Module) -> str:
     raise ValueError(f"not a network of lib.networks: {type(model).__name__}")
 
 
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict | None = None) -> Path:
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict | None = None,
+                    storage_dtype: torch.dtype | None = None) -> Path:
     """Write ``model``'s weights and ``meta`` to ``path`` atomically; returns the path.
 
     Args:
@@ -47,6 +48,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict | None
         model: a ``ResidualVNet2D`` or ``RegionClassifier`` (unwrapped, not BN-folded).
         meta: JSON-able description, e.g. ``{"preset": "compact", "region": "thigh",
             "classes": [...], "version": 3}``; ``network`` and ``config`` are added.
+        storage_dtype: store floating-point tensors in this dtype (``torch.float16`` halves the
+            shipped files); loading casts them back to the model's dtype. None keeps them as is.
     """
     if getattr(model, "bn_folded", False):
         raise ValueError("cannot save a BN-folded inference model: save the original model")
@@ -56,6 +59,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict | None
     except (TypeError, ValueError) as e:
         raise ValueError(f"checkpoint meta must be JSON-able: {e}") from e
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    if storage_dtype is not None:
+        state = {k: v.to(storage_dtype) if v.is_floating_point() else v for k, v in state.items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -64,6 +69,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict | None
             torch.save({"format": FORMAT, "meta_json": meta_json, "state_dict": state}, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; weights are readable like any other file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
