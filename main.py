@@ -31,6 +31,7 @@ COMMANDS = {
     "networks": "print parameters, GFLOP and receptive fields of the networks",
     "pretrain": "train the default weights on phantoms and the real slice",
     "infer": "segment a NIfTI file or DICOM folder without a server",
+    "models": "list published model versions, or roll one back",
     "bench": "run the speed benchmarks",
 }
 

@@ -35,7 +35,8 @@ class MuscleApp(MONAILabelApp):
     """Classifier -> thigh / leg segmenter tree, served to OHIF and 3D Slicer."""
 
     def __init__(self, app_dir, studies, conf):
-        self.model_dir = os.path.join(app_dir, "model")  # live (published) weights, git-ignored
+        # live (published) weights, versions and train state; git-ignored. `--conf model_dir X` moves it
+        self.model_dir = (conf or {}).get("model_dir") or os.path.join(app_dir, "model")
         self.configs = {}
         for name, config_class in CONFIGS.items():
             config = config_class()

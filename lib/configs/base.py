@@ -27,5 +27,12 @@ class MuscleTaskConfig(TaskConfig):
                       for network in self.networks}
         self.path = [p for paths in self.paths.values() for p in paths]
 
+    trains: tuple[str, ...] | None = None  # networks its train task fine-tunes (None: what labels need)
+
     def trainer(self):
-        return None  # fine-tuning arrives with the incremental-training work
+        from lib.tasks.train_incremental import IncrementalTrainTask
+
+        networks = self.networks if self.trains is None else self.trains
+        return IncrementalTrainTask(self.name, networks or None, self.model_dir, SHIPPED_WEIGHTS,
+                                    description=f"Fine-tune {', '.join(networks) if networks else 'the networks the labels need'}"
+                                                " on corrected slices; publish only if not worse")

@@ -35,6 +35,8 @@ class TrainSettings:
         min_lr: the learning rate is not halved below this.
         device: "cpu", "cuda", "cuda:1" ...
         amp: autocast on CUDA (bf16 when supported, else fp16); ignored on CPU.
+        freeze_norm: keep batch-norm layers in eval mode (fine-tuning on a few slices: their
+            running statistics would otherwise drift to the small, skewed batches).
     """
 
     epochs: int = 10
@@ -45,6 +47,7 @@ class TrainSettings:
     min_lr: float = 1e-5
     device: str = "cpu"
     amp: bool = True
+    freeze_norm: bool = False
 
 
 @dataclass
@@ -59,6 +62,7 @@ class TrainHistory:
     seconds: float = 0.0
     stopped: bool = False
     best_state: dict | None = None
+    initial_score: float = math.nan
 
     def summary(self) -> dict:
         return {
@@ -86,8 +90,15 @@ def fit(
     settings: TrainSettings,
     on_epoch: Callable[[int, dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    keep: str = "best",
 ) -> TrainHistory:
-    """Train ``model`` in place and return its history; the model ends with the best weights.
+    """Train ``model`` in place and return its history.
+
+    The model ends with the best epoch's weights (``keep="best"``, the starting weights
+    included), the best trained epoch's (``keep="best_trained"``: fine-tuning, where a
+    separate guard then compares with the starting weights) or the last epoch's
+    (``keep="last"``). Under ``torch.distributed`` the model is trained through DDP (gradients averaged
+    across processes; each process draws its own batches) and every process validates.
 
     Args:
         model: the network (its current weights are the starting point: fine-tuning).
@@ -97,9 +108,14 @@ def fit(
         settings: hyper-parameters.
         on_epoch: called after each epoch with ``(epoch, stats)``.
         should_stop: polled between steps; True ends training early (best weights kept).
+        keep: "best", "best_trained" or "last", see above.
     """
     device = torch.device(settings.device)
     model.to(device)
+    trained = model
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        ids = [device.index] if device.type == "cuda" else None
+        trained = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
                                  amsgrad=True)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -107,10 +123,15 @@ def fit(
     history = TrainHistory()
     start = time.time()
 
-    history.best_score = validate(model)  # the starting weights are a candidate too
-    history.best_state = copy.deepcopy(model.state_dict())
+    history.initial_score = validate(model)
+    if keep == "best":  # the starting weights are a candidate too
+        history.best_score, history.best_state = history.initial_score, copy.deepcopy(model.state_dict())
     for epoch in range(settings.epochs):
         model.train()
+        if settings.freeze_norm:
+            for module in model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         losses = []
         for _ in range(settings.steps_per_epoch):
             if should_stop is not None and should_stop():
@@ -119,7 +140,7 @@ def fit(
             inputs, *targets = (t.to(device, non_blocking=True) for t in next(batches))
             optimiser.zero_grad(set_to_none=True)
             with _autocast(settings.device, settings.amp):
-                loss = loss_fn(model(inputs), *targets)
+                loss = loss_fn(trained(inputs), *targets)
             loss.backward()
             optimiser.step()
             losses.append(float(loss.detach()))
@@ -142,6 +163,7 @@ def fit(
             on_epoch(epoch, stats)
         if history.stopped:
             break
-    model.load_state_dict(history.best_state)
+    if keep != "last" and history.best_state is not None:
+        model.load_state_dict(history.best_state)
     history.seconds = time.time() - start
     return history

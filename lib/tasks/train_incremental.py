@@ -1,0 +1,156 @@
+"""MONAI Label train tasks: incremental rounds on the datastore's corrected labels.
+
+``POST /train/<name>`` runs a round in MONAI Label's background process (so inference keeps
+serving the live model); ``GET /train/`` shows its last console lines, ``/info``'s
+``train_stats`` its progress (epoch, loss, validation score) and outcome, ``DELETE /train/``
+stops it, leaving the live model as it was. A second request while one runs gets MONAI
+Label's 429 answer, or waits in its queue with ``enqueue=true``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+from monailabel.interfaces.tasks.train import TrainTask
+
+from lib.data.corrections import corrected_images
+from lib.errors import UserError
+from lib.training.distributed import run_parallel, world_size
+from lib.training.incremental import RoundSettings, run_round
+from lib.training.registry import ModelRegistry
+from lib.training.slices import SliceSet
+from lib.training.splits import SplitBook
+
+logger = logging.getLogger(__name__)
+
+
+def _in_background_process() -> bool:
+    main = sys.modules.get("__main__")
+    return getattr(getattr(main, "__spec__", None), "name", "") == "monailabel.interfaces.utils.app"
+
+
+def _parallel_round(rank: int, network: str, registry: ModelRegistry, train, val, settings: RoundSettings):
+    """One DDP process of a round (module level: it is pickled to the workers)."""
+    if settings.device.startswith("cuda"):
+        settings = replace(settings, device=f"cuda:{rank}")
+    return run_round(network, registry, train, val, settings, rank=rank)
+
+
+class IncrementalTrainTask(TrainTask):
+    """Fine-tune the live ``networks`` on corrected slices; ``networks=None`` trains what the
+    labels need (``muscle``: the classifier, and each segmenter that has slices of its region).
+
+    Args:
+        name: the trainer's name (``/train/<name>``).
+        networks: network file stems it trains, or None for "what the labels need".
+        model_dir: the app's live model folder (versions, splits and stats live there too).
+        shipped: folder of the shipped weights (``weights/``).
+        description: shown in ``/info``.
+    """
+
+    def __init__(self, name: str, networks, model_dir, shipped, description: str):
+        super().__init__(description)
+        self.name = name
+        self.networks = tuple(networks) if networks else None
+        self.model_dir = Path(model_dir)
+        self.shipped = Path(shipped)
+        self.stats_path = self.model_dir / "stats" / f"{name}.json"
+
+    def config(self):
+        return {**{k: v for k, v in asdict(RoundSettings()).items()}, "multi_gpu": False, "gpus": "all",
+                "cpu_processes": 2}
+
+    def stats(self):
+        try:
+            return json.loads(self.stats_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def registry(self, network: str, keep: int) -> ModelRegistry:
+        return ModelRegistry(self.model_dir, network, self.shipped / f"{network}.pt", keep)
+
+    def _write_stats(self, stats: dict) -> None:
+        self.stats_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.stats_path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(stats, f, indent=2)
+        os.replace(tmp, self.stats_path)
+
+    def __call__(self, request, datastore):
+        try:
+            return self._train(request, datastore)
+        except UserError as e:
+            print(f"training refused: {e}", flush=True)
+            if _in_background_process():
+                sys.exit(2)  # the task ends as ERROR with this one line, no traceback
+            raise
+
+    def _train(self, request, datastore):
+        settings = RoundSettings.from_request(request)
+        multi_gpu = str(request.get("multi_gpu", False)).lower() in ("true", "1", "yes")
+        size = world_size(multi_gpu, request.get("gpus", "all"), int(request.get("cpu_processes", 2)))
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = FileLock(str(self.model_dir / ".train.lock"), timeout=0)
+            lock.acquire()
+        except Timeout:
+            raise UserError("another training round is running on this model folder; try again when it ends") from None
+        try:
+            return self._round(settings, size, datastore)
+        finally:
+            lock.release()
+
+    def _round(self, settings: RoundSettings, size: int, datastore) -> dict:
+        start = time.time()
+        images, skipped = corrected_images(datastore)
+        split = SplitBook(self.model_dir / "splits.json", settings.val_fraction).assign([i.image_id for i in images])
+        train, val = SliceSet.empty(), SliceSet.empty()
+        for image in images:
+            if split[image.image_id] == "train":
+                train = train + image.slices
+            else:
+                val = val + image.slices
+        regions = set(r for r in train.regions() if r)
+        networks = self.networks or (("classifier",) if regions else ()) + tuple(
+            f"segmentation_{r}" for r in ("thigh", "leg") if r in regions)
+        stats = {"name": self.name, "status": "RUNNING", "start_ts": start, "epoch": 0,
+                 "total_epochs": settings.epochs * max(1, len(networks)), "world_size": size,
+                 "images": [{**i.summary(), "split": split[i.image_id]} for i in images], "skipped": skipped,
+                 "results": {}}
+        print(f"{self.name}: {len(train)} training and {len(val)} validation slices from {len(images)} "
+              f"corrected images; networks {list(networks) or 'none'}", flush=True)
+        self._write_stats(stats)
+        for n, network in enumerate(networks):
+            def on_epoch(epoch, s, n=n, network=network):
+                stats.update(network=network, epoch=n * settings.epochs + s["epoch"], loss=round(s["loss"], 4),
+                             val=round(s["val"], 4), best_metric=round(s["best"], 4))
+                self._write_stats(stats)
+                print(f"{network} epoch {s['epoch']}/{s['epochs']} loss {s['loss']:.4f} "
+                      f"validation {s['val']:.4f} ({s['seconds']:.0f} s)", flush=True)
+
+            registry = self.registry(network, settings.keep_versions)
+            print(f"{network}: fine-tuning from {registry.current()} for {settings.epochs} x "
+                  f"{settings.steps_per_epoch} steps on {size} process(es)", flush=True)
+            if size > 1:
+                with tempfile.TemporaryDirectory() as tmp:
+                    result = run_parallel(_parallel_round, size, network, registry, train, val, settings,
+                                          result_path=os.path.join(tmp, "result.pt"))
+            else:
+                result = run_round(network, registry, train, val, settings, on_epoch=on_epoch)
+            stats["results"][network] = result
+            print(f"{network}: {result['status']} " + (result.get("reason") or
+                  f"(live {result.get('live_score')} -> candidate {result.get('candidate_score')})"), flush=True)
+            self._write_stats(stats)
+        scores = [r["candidate_score"] for r in stats["results"].values() if "candidate_score" in r]
+        stats.update(status="DONE", total_time=round(time.time() - start, 1),
+                     best_metric=min(scores) if scores else None)
+        self._write_stats(stats)
+        return stats

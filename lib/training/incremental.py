@@ -1,0 +1,216 @@
+"""One incremental round: fine-tune a live network on corrected slices, publish only if not worse.
+
+The round starts from the published weights (never from scratch), mixes the clinician's
+slices with a replay of phantom slices (so that what the model knew is kept while real data
+are scarce), trains a few short epochs, then compares candidate and live model on the same
+fixed validation slices: the user's validation images (``lib.training.splits``) and the
+held-out phantom validation set. The candidate is published only if its score is not lower
+than the live model's by more than ``tolerance``.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from lib.errors import UserError
+from lib.labels import REGIONS
+from lib.networks.checkpoint import build_from_checkpoint, save_checkpoint
+from lib.training.loop import TrainSettings, fit
+from lib.training.loss import make_segmentation_loss
+from lib.training.pretrain import phantom_slices
+from lib.training.registry import ModelRegistry
+from lib.training.slices import SliceSet, classifier_batches, segmentation_batches
+from lib.training.validation import classifier_accuracy, segmenter_mean_dice
+from lib.transforms.preprocess import classifier_slices
+
+
+@dataclass
+class RoundSettings:
+    """Options of one round (request ``params`` of ``POST /train/<model>``)."""
+
+    epochs: int = 4
+    steps_per_epoch: int = 25
+    lr: float = 2e-4
+    batch_size: int = 4
+    crop: int = 240
+    tolerance: float = 0.005  # the candidate may score this much below the live model
+    replay_share: float = 0.5  # share of training draws from phantoms (earlier knowledge)
+    replay_subjects: int = 6  # phantom subjects per region replayed
+    val_subjects: int = 4  # phantom validation subjects per region (seeds 10000+)
+    val_fraction: float = 0.2  # share of images assigned to validation (fixed per image)
+    keep_versions: int = 5
+    seed: int = 0
+    device: str = "cpu"
+    freeze_norm: bool = True  # batch-norm statistics stay those of the live model
+
+    ALIASES = {"max_epochs": "epochs", "train_batch_size": "batch_size", "learning_rate": "lr"}
+
+    @classmethod
+    def from_request(cls, request: dict) -> "RoundSettings":
+        """Typed settings from a request; unknown keys (viewer extras) are ignored."""
+        values = {}
+        for key, value in request.items():
+            key = cls.ALIASES.get(key, key)
+            field_ = next((f for f in fields(cls) if f.name == key), None)
+            if field_ is None or value is None or value == "":
+                continue
+            kind = type(getattr(cls(), key))
+            try:
+                if kind is bool:
+                    values[key] = _as_bool(value, key)
+                    continue
+                values[key] = kind(value) if kind is not int else int(float(value))
+            except (TypeError, ValueError):
+                raise UserError(f"train option {key}={value!r} is not a valid {kind.__name__}") from None
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        for name in ("epochs", "steps_per_epoch", "batch_size", "keep_versions", "replay_subjects", "val_subjects"):
+            if getattr(self, name) < 1:
+                raise UserError(f"train option {name} must be at least 1")
+        if not 0 < self.lr < 1:
+            raise UserError("train option lr must be in (0, 1)")
+        if not 0 <= self.replay_share < 1 or not 0 <= self.val_fraction < 1 or self.tolerance < 0:
+            raise UserError("replay_share and val_fraction must be in [0, 1), tolerance >= 0")
+        if self.crop % 48 or self.crop < 48:
+            raise UserError("train option crop must be a positive multiple of 48")
+
+
+def _as_bool(value, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "1", "yes"):
+        return True
+    if str(value).lower() in ("false", "0", "no"):
+        return False
+    raise UserError(f"train option {key}={value!r} is not true or false")
+
+
+@functools.lru_cache(maxsize=8)
+def phantom_set(region: str, split: str, subjects: int) -> SliceSet:
+    """Phantom slices of a region (train: replay, val: the fixed validation set)."""
+    return phantom_slices(region, split, subjects, 8)[0]
+
+
+def replay_weights(n_user: int, n_replay: int, replay_share: float) -> np.ndarray:
+    """Sampling weights of ``n_user`` then ``n_replay`` examples: replay gets ``replay_share``."""
+    if not n_user or not n_replay:
+        return np.ones(n_user + n_replay)
+    return np.concatenate([np.full(n_user, (1 - replay_share) / n_user), np.full(n_replay, replay_share / n_replay)])
+
+
+def mixed(user: SliceSet, replay: SliceSet, replay_share: float) -> SliceSet:
+    """User slices + replay, weighted so that replay makes ``replay_share`` of the draws."""
+    data = user + replay
+    data.weights = replay_weights(len(user), len(replay), replay_share)
+    return data
+
+
+def combined_score(model, score_sets: dict[str, Callable]) -> tuple[float, dict]:
+    """Mean over the validation sets of each set's score (NaN sets ignored), and each score."""
+    parts = {name: float(score(model)) for name, score in score_sets.items()}
+    finite = [v for v in parts.values() if math.isfinite(v)]
+    return (float(np.mean(finite)) if finite else math.nan), {k: round(v, 4) for k, v in parts.items()}
+
+
+def segmenter_plan(region: str, train: SliceSet, val: SliceSet, settings: RoundSettings, seed: int = 0):
+    """Batches, loss and validation sets of a segmenter round."""
+    data = mixed(train, phantom_set(region, "train", settings.replay_subjects), settings.replay_share)
+    batches = segmentation_batches(data, region, settings.batch_size, settings.crop, seed)
+    phantoms = phantom_set(region, "val", settings.val_subjects)
+    sets = {"phantom_val": lambda m: segmenter_mean_dice(m, phantoms, region)}
+    if len(val):
+        sets["user_val"] = lambda m: segmenter_mean_dice(m, val, region)
+    return batches, make_segmentation_loss("weighted_ce"), sets
+
+
+def _classifier_examples(data: SliceSet) -> tuple[torch.Tensor, torch.Tensor]:
+    volumes = [(img[0].numpy()[:, :, None], region) for img, region in zip(data.images, data.regions()) if region]
+    if not volumes:
+        return torch.zeros(0, 1, 128, 128), torch.zeros(0, dtype=torch.long)
+    return classifier_slices(volumes)
+
+
+def classifier_plan(train: SliceSet, val: SliceSet, settings: RoundSettings, seed: int = 0):
+    """Batches, loss and validation sets of a classifier round (every labelled slice counts)."""
+    ux, uy = _classifier_examples(train)
+    replay = [phantom_set(r, "train", settings.replay_subjects) for r in REGIONS]
+    rx, ry = _classifier_examples(replay[0] + replay[1])
+    x, y = torch.cat([ux, rx]), torch.cat([uy, ry])
+    batches = classifier_batches(x, y, replay_weights(len(ux), len(rx), settings.replay_share), 32, seed)
+    vx, vy = _classifier_examples(phantom_set("thigh", "val", settings.val_subjects)
+                                  + phantom_set("leg", "val", settings.val_subjects))
+    sets = {"phantom_val": lambda m: classifier_accuracy(m, vx, vy)}
+    ux_val, uy_val = _classifier_examples(val)
+    if len(ux_val):
+        sets["user_val"] = lambda m: classifier_accuracy(m, ux_val, uy_val)
+    return batches, torch.nn.CrossEntropyLoss(), sets
+
+
+def run_round(network: str, registry: ModelRegistry, train: SliceSet, val: SliceSet, settings: RoundSettings,
+              on_epoch: Callable[[int, dict], None] | None = None, rank: int = 0) -> dict:
+    """Fine-tune ``network`` from its live weights, guard, publish; returns what happened.
+
+    ``train``/``val``: the user's corrected slices of the fixed split (global values). Under
+    ``torch.distributed`` every process runs this and rank 0 alone publishes.
+    """
+    region = network.removeprefix("segmentation_") if network.startswith("segmentation_") else None
+    if region is not None:
+        train, val = train.select(region), val.select(region)
+        if not len(train):
+            return {"network": network, "status": "skipped", "reason": f"no corrected {region} slices to train on"}
+        batches, loss, sets = segmenter_plan(region, train, val, settings, settings.seed + rank)
+    else:
+        if not len(train):
+            return {"network": network, "status": "skipped", "reason": "no corrected slices to train on"}
+        batches, loss, sets = classifier_plan(train, val, settings, settings.seed + rank)
+    torch.manual_seed(settings.seed)
+    live_path = registry.current()
+    model = build_from_checkpoint(live_path)
+    live_score, live_parts = combined_score(model, sets)
+    fit_settings = TrainSettings(epochs=settings.epochs, steps_per_epoch=settings.steps_per_epoch, lr=settings.lr,
+                                 patience=2, device=settings.device, freeze_norm=settings.freeze_norm)
+    history = fit(model, batches, loss, lambda m: combined_score(m, sets)[0], fit_settings, on_epoch=on_epoch,
+                  keep="best_trained")
+    model.to("cpu")
+    candidate_score, candidate_parts = combined_score(model, sets)
+    result = {"network": network, "train_slices": len(train), "val_slices": len(val),
+              "live_score": round(live_score, 4), "candidate_score": round(candidate_score, 4),
+              "live_scores": live_parts, "candidate_scores": candidate_parts,
+              "metric": "mean Dice" if region else "accuracy", "tolerance": settings.tolerance,
+              "history": history.summary(), "settings": asdict(settings), "from": str(live_path)}
+    if rank != 0:
+        return result
+    if not candidate_score >= live_score - settings.tolerance:  # NaN fails too
+        result.update(status="rejected", reason=f"candidate {candidate_score:.4f} < live {live_score:.4f} "
+                                                f"- tolerance {settings.tolerance}: live model kept")
+        registry.record({"event": "reject", "live_score": result["live_score"],
+                         "candidate_score": result["candidate_score"], "reason": result["reason"]})
+        return result
+    meta = _meta_of(live_path, network, result)
+    with tempfile.TemporaryDirectory(dir=registry.model_dir) as tmp:
+        candidate = save_checkpoint(Path(tmp) / f"{network}.pt", model, meta)
+        result["version"] = registry.publish(candidate, {k: result[k] for k in (
+            "live_score", "candidate_score", "live_scores", "candidate_scores", "metric", "train_slices",
+            "val_slices", "from")})
+    result["status"] = "published"
+    return result
+
+
+def _meta_of(live_path: Path, network: str, result: dict) -> dict:
+    """The live checkpoint's meta carried over, marked as a fine-tuned version."""
+    _, meta = build_from_checkpoint(live_path, return_meta=True)
+    meta = {k: v for k, v in copy.deepcopy(meta).items() if k not in ("network", "config")}
+    meta.update(name=network, source="incremental", validation_score=result["candidate_score"])
+    return meta
