@@ -1,8 +1,17 @@
-"""The local datastore MONAI Label serves, with unreadable files skipped instead of fatal.
+"""The local datastore MONAI Label serves: unreadable files skipped, bad labels refused.
 
 A studies folder is a user's folder: a stray text file named ``.nii.gz`` or a truncated
 download must not stop the server. Each such file is reported once in the log and is not
-listed; everything else behaves exactly as MONAI Label's ``LocalDatastore``.
+listed.
+
+A label saved by a client (``PUT /datastore/label``, tag ``final`` or any tag other than
+MONAI Label's ``original``, where our own infer results go) is checked against its image by
+``lib.data.annotations.check_label`` *before* anything is written: a wrong grid, unknown
+values or muscle names, an empty label or a file that is not an image raise ``UserError``
+(HTTP 422), an unknown image id ``NotFoundError`` (404), and the label already stored and its
+``datastore_v2.json`` entry stay as they were. The saved info gets the ``annotated_slices``
+the check found when the client did not send them. Everything else behaves exactly as MONAI
+Label's ``LocalDatastore``.
 """
 
 from __future__ import annotations
@@ -11,7 +20,13 @@ import logging
 import os
 
 import nibabel as nib
+import numpy as np
 from monailabel.datastore.local import LocalDatastore
+from monailabel.interfaces.datastore import DefaultLabelTag
+
+from lib.data.annotations import LabelCheck, check_label
+from lib.errors import NotFoundError, UserError
+from lib.transforms.loading import NIBABEL_SUFFIXES, check_shape, load_volume
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +44,70 @@ def is_readable_image(path: str) -> tuple[bool, str]:
         return False, str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
+def _one_line(exc: Exception, path: str = "") -> str:
+    """The first line of an error message, without the (temporary, meaningless) file path."""
+    text = str(exc).strip()
+    text = text.splitlines()[0] if text else type(exc).__name__
+    return text.replace(path, "label") if path else text
+
+
+def _spatial(shape) -> tuple[int, ...]:
+    """A header shape without trailing singleton axes beyond the third: (X, Y, Z, 1) -> (X, Y, Z)."""
+    shape = [int(s) for s in shape]
+    while len(shape) > 3 and shape[-1] == 1:
+        shape.pop()
+    return tuple(shape)
+
+
+def read_grid(path: str, name: str) -> tuple[tuple[int, ...], np.ndarray]:
+    """(shape, NIfTI/RAS affine) of an image file: the header only for NIfTI, else ``load_volume``."""
+    if path.lower().endswith(NIBABEL_SUFFIXES):
+        try:
+            img = nib.load(path)
+            return _spatial(img.shape), np.asarray(img.affine, dtype=np.float64)
+        except Exception as exc:
+            raise UserError(f"{name}: not a readable image ({_one_line(exc)})") from None
+    volume = load_volume(path)
+    return tuple(int(s) for s in volume.shape[1:]), np.asarray(volume.affine, dtype=np.float64)
+
+
+def read_label(path: str, image_shape) -> tuple[np.ndarray, np.ndarray]:
+    """(array (X, Y, Z), affine) of an uploaded label file; ``UserError`` when it is not an image.
+
+    NIfTI is read with nibabel (the header first: a label whose grid differs from its image is
+    refused before its voxels are read); other formats through ``load_volume`` (ITK), whose
+    affine is in the same NIfTI/RAS convention.
+    """
+    if os.path.getsize(path) == 0:
+        raise UserError("label file is empty (0 bytes)")
+    if path.lower().endswith(NIBABEL_SUFFIXES):
+        try:
+            img = nib.load(path)
+            shape = _spatial(img.shape)
+        except Exception as exc:
+            raise UserError(f"label file is not a readable NIfTI image ({_one_line(exc, path)})") from None
+        check_shape(shape, "label")
+        as_3d = lambda s: tuple(s)[:3] + (1,) * (3 - len(tuple(s)[:3]))  # noqa: E731
+        if len(shape) > 3 or as_3d(shape) != as_3d(image_shape):  # before reading any voxel
+            raise UserError(f"label shape {shape} does not match its image {tuple(image_shape)[:3]}")
+        try:
+            array = np.asanyarray(img.dataobj)
+        except Exception as exc:
+            raise UserError(f"label file is corrupt or truncated ({_one_line(exc, path)})") from None
+        if array.dtype.fields is not None or array.dtype.kind not in "biuf":
+            raise UserError(f"label voxel type {array.dtype} is not a label map")
+        return array, np.asarray(img.affine, dtype=np.float64)
+    try:
+        volume = load_volume(path)  # float32: check_label reports non-integer values itself
+    except UserError as exc:  # its message starts with the (temporary, meaningless) file name
+        message = _one_line(exc, path).removeprefix(f"{os.path.basename(path)}: ")
+        raise UserError(f"label file: {message}") from None
+    return volume.numpy()[0], np.asarray(volume.affine, dtype=np.float64)
+
+
 class MuscleDatastore(LocalDatastore):
-    """``LocalDatastore`` that skips (and logs once) files whose header cannot be read."""
+    """``LocalDatastore`` that skips (and logs once) files whose header cannot be read, and
+    checks every client-saved label against its image before storing it."""
 
     def __init__(self, *args, **kwargs):
         self._checked: dict[tuple[str, float], bool] = {}
@@ -51,3 +128,23 @@ class MuscleDatastore(LocalDatastore):
                 logger.warning(f"Skipping unreadable study file {path}: {why}")
             self._checked[key] = ok
         return self._checked[key]
+
+    def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info) -> str:
+        """Check, then save: see the module doc. Returns the label id (the image id)."""
+        if not self._datastore.objects.get(image_id):
+            raise NotFoundError(f"image {image_id!r} not found")
+        tag = getattr(label_tag, "value", label_tag)
+        if tag == DefaultLabelTag.ORIGINAL.value:  # our own infer results, saved by MONAI Label
+            return super().save_label(image_id, label_filename, label_tag, label_info)
+        info = dict(label_info or {})
+        check = self.check_label_file(image_id, label_filename, info)
+        if info.get("annotated_slices") is None:
+            info["annotated_slices"] = check.slices
+        logger.info(f"Label for {image_id} ({tag}): values {check.values}, annotated slices {check.slices}")
+        return super().save_label(image_id, label_filename, label_tag, info)
+
+    def check_label_file(self, image_id: str, label_filename: str, info: dict) -> LabelCheck:
+        """``check_label`` of a label file against the stored image ``image_id``."""
+        image_shape, image_affine = read_grid(self.get_image_uri(image_id), f"image {image_id!r}")
+        label, label_affine = read_label(label_filename, image_shape)
+        return check_label(label, label_affine, image_shape, image_affine, info)
