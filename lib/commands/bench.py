@@ -9,7 +9,7 @@ from pathlib import Path
 from lib.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCHES = {"networks": "bench.bench_networks", "infer": "bench.bench_infer"}
+BENCHES = {"networks": "bench.bench_networks", "infer": "bench.bench_infer", "incremental": "bench.bench_incremental"}
 
 
 def add_arguments(parser):
