@@ -21,12 +21,13 @@ if str(REPO_ROOT) not in sys.path:
 
 from monailabel.config import settings  # noqa: E402
 from monailabel.interfaces.app import MONAILabelApp  # noqa: E402
-from monailabel.tasks.activelearning.random import Random  # noqa: E402
+from monailabel.tasks.activelearning.first import First  # noqa: E402
 
 from lib.configs import CONFIGS  # noqa: E402
 from lib.data.datastore import MuscleDatastore  # noqa: E402
 from lib.server.errors import install_error_handlers  # noqa: E402
 from lib.server.settings import apply_server_defaults  # noqa: E402
+from lib.tasks.strategy_slices import RandomSlices  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,8 @@ class MuscleApp(MONAILabelApp):
         return trainers
 
     def init_strategies(self):
-        strategies = {"random": Random()}
+        # slice-level random (the baseline) and MONAI Label's image-level first
+        strategies = {"random": RandomSlices(), "first": First()}
         for config in self.configs.values():
             strategies.update(config.strategy() or {})
         return strategies

@@ -3,6 +3,8 @@
 from lib.configs.base import MuscleTaskConfig
 from lib.labels import all_labels
 from lib.tasks.infer_muscle import MuscleInfer
+from lib.tasks.scoring_slices import SliceUncertaintyScoring
+from lib.tasks.strategy_slices import UncertainSlices
 
 
 class MuscleConfig(MuscleTaskConfig):
@@ -11,3 +13,9 @@ class MuscleConfig(MuscleTaskConfig):
 
     def infer(self):
         return MuscleInfer(paths=self.paths, labels=all_labels())
+
+    def strategy(self):
+        return {"uncertain_slices": UncertainSlices(self.paths)}
+
+    def scoring_method(self):
+        return {"slice_uncertainty": SliceUncertaintyScoring(self.paths)}

@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import requests
 from filelock import FileLock, Timeout
 from monailabel.interfaces.tasks.train import TrainTask
 
@@ -35,6 +36,18 @@ logger = logging.getLogger(__name__)
 def _in_background_process() -> bool:
     main = sys.modules.get("__main__")
     return getattr(getattr(main, "__spec__", None), "name", "") == "monailabel.interfaces.utils.app"
+
+
+def _refresh_slice_scores() -> None:
+    """Ask the server to re-score slices for active learning now that a model changed (best effort)."""
+    if not _in_background_process():
+        return
+    from monailabel.config import settings
+
+    try:
+        requests.post(f"http://127.0.0.1:{settings.MONAI_LABEL_SERVER_PORT}/scoring/slice_uncertainty", timeout=10)
+    except requests.RequestException as e:
+        logger.info(f"slice scores not refreshed: {e}")
 
 
 def _parallel_round(rank: int, network: str, registry: ModelRegistry, train, val, settings: RoundSettings):
@@ -149,6 +162,8 @@ class IncrementalTrainTask(TrainTask):
             print(f"{network}: {result['status']} " + (result.get("reason") or
                   f"(live {result.get('live_score')} -> candidate {result.get('candidate_score')})"), flush=True)
             self._write_stats(stats)
+        if any(r.get("status") == "published" for r in stats["results"].values()):
+            _refresh_slice_scores()
         scores = [r["candidate_score"] for r in stats["results"].values() if "candidate_score" in r]
         stats.update(status="DONE", total_time=round(time.time() - start, 1),
                      best_metric=min(scores) if scores else None)

@@ -1,0 +1,115 @@
+"""Per-slice uncertainty of the live model: what slice-level active learning ranks.
+
+For every axial slice of a volume: the classifier's confidence (thigh vs leg), then, for
+the routed segmenter, Monte-Carlo dropout: ``SAMPLES`` forward passes with the networks'
+input dropout on (SPEC §5: 0.2, the only stochastic layer), and the mean over the limb of the
+pixel-wise entropy of the averaged softmax. Why MC dropout rather than test-time
+augmentation: the networks were trained with that very dropout, so its samples stay on the
+training distribution, and one batched pass per sample costs no resampling.
+
+A slice with almost no tissue (outside the limb or the field of view) is marked empty and is
+never worth annotating. Slice indices are those of the stored array's head-foot axis, the
+index a viewer shows, whatever the file's orientation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from nibabel.orientations import io_orientation
+
+from lib.labels import REGIONS
+from lib.networks.blocks import enable_mc_dropout
+from lib.networks.fast import predict_logits
+from lib.tasks.slice_engine import classify_slices, load_network
+from lib.transforms.loading import load_volume
+from lib.transforms.preprocess import classifier_input, volume_to_model_grid
+
+SAMPLES = 4
+BODY_LEVEL = 0.1  # normalised intensity above which a pixel is tissue
+MIN_BODY_FRACTION = 0.01  # below this share of tissue pixels a slice is empty
+CLASSIFIER_WEIGHT = 0.5  # how much (1 - classifier confidence) adds to the segmenter entropy
+
+
+def model_version(paths: dict[str, str]) -> str:
+    """A key of the live weights: changes exactly when a network file changes."""
+    parts = []
+    for name in sorted(paths):
+        digest = hashlib.sha256(Path(paths[name]).read_bytes()).hexdigest()[:12]
+        parts.append(f"{name}:{digest}")
+    return "+".join(parts)
+
+
+def stored_slice_order(affine: np.ndarray, n: int) -> np.ndarray:
+    """Stored slice index of each model-grid slice (the grid runs foot to head)."""
+    ornt = io_orientation(np.asarray(affine))
+    axis = int(next(i for i, (world, _) in enumerate(ornt) if world == 2))
+    return np.arange(n) if ornt[axis, 1] > 0 else np.arange(n)[::-1]
+
+
+@torch.no_grad()
+def mc_entropy(model, slices: torch.Tensor, samples: int = SAMPLES, batch_size: int = 8) -> torch.Tensor:
+    """Pixel-wise entropy (N, H, W) of the softmax averaged over ``samples`` dropout passes."""
+    switched = enable_mc_dropout(model, True)
+    try:
+        out = []
+        for s in range(0, len(slices), batch_size):
+            batch = slices[s:s + batch_size]
+            mean = sum(torch.softmax(predict_logits(model, batch), 1) for _ in range(samples if switched else 1))
+            mean = mean / (samples if switched else 1)
+            out.append(-(mean * torch.log(mean.clamp_min(1e-8))).sum(1))
+        return torch.cat(out)
+    finally:
+        enable_mc_dropout(model, False)
+
+
+def body_fractions(image_path: str) -> list[float]:
+    """Share of tissue pixels of every stored slice (cheap: no network), for empty-slice checks."""
+    volume = load_volume(image_path)
+    grid, _ = volume_to_model_grid(volume[0].numpy(), None, volume.affine.numpy())
+    fractions = (grid > BODY_LEVEL).mean(axis=(0, 1))
+    order = stored_slice_order(volume.affine.numpy(), grid.shape[2])
+    out = [0.0] * grid.shape[2]
+    for j, k in enumerate(order):
+        out[int(k)] = float(fractions[j])
+    return out
+
+
+def score_volume(image_path: str, paths: dict[str, str], seed: int = 0) -> list[dict]:
+    """Scores of every slice of one image with the networks in ``paths``.
+
+    Returns one ``{"slice", "score", "region", "confidence", "empty"}`` per stored slice.
+    """
+    torch.manual_seed(seed)
+    volume = load_volume(image_path)
+    grid, _ = volume_to_model_grid(volume[0].numpy(), None, volume.affine.numpy())
+    slices = torch.from_numpy(np.ascontiguousarray(np.moveaxis(grid, 2, 0)[:, None]))  # (Z, 1, H, W)
+    body = (slices[:, 0] > BODY_LEVEL).float()
+    body_fraction = body.flatten(1).mean(1)
+    classifier, _ = load_network(paths["classifier"])
+    small = classifier_input(torch.from_numpy(grid)[None])[0].permute(2, 0, 1)[:, None]
+    probs = torch.from_numpy(classify_slices(classifier, small))
+    regions = probs.argmax(1)
+    scores = torch.zeros(len(slices))
+    for index, region in enumerate(REGIONS):
+        chosen = (regions == index).nonzero().flatten()
+        if len(chosen):
+            model, _ = load_network(paths[f"segmentation_{region}"])
+            entropy = mc_entropy(model, slices[chosen])
+            weight = body[chosen]
+            scores[chosen] = (entropy * weight).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1)
+    confidence = probs.max(1).values
+    scores = scores + CLASSIFIER_WEIGHT * (1 - confidence)
+    order = stored_slice_order(volume.affine.numpy(), len(slices))
+    out = [None] * len(slices)
+    for j, k in enumerate(order):
+        empty = bool(body_fraction[j] < MIN_BODY_FRACTION)
+        score = float(scores[j])
+        out[int(k)] = {"slice": int(k), "score": round(score if math.isfinite(score) and not empty else 0.0, 5),
+                       "region": REGIONS[int(regions[j])], "confidence": round(float(confidence[j]), 4),
+                       "empty": empty}
+    return out

@@ -1,0 +1,144 @@
+"""Slice-level active learning through the real server and MONAI Label's own client."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import nibabel as nib
+import numpy as np
+import pytest
+import requests
+import torch
+from monailabel.client import MONAILabelClient
+
+from lib.configs.base import SHIPPED_WEIGHTS
+from lib.data.datastore import MuscleDatastore
+from lib.data.io import save_nifti
+from lib.data.phantom import generate_phantom
+from lib.networks.checkpoint import build_from_checkpoint, save_checkpoint
+from lib.tasks.slice_uncertainty import stored_slice_order
+from lib.tasks.strategy_slices import UncertainSlices, parse_params, pick_spread
+from lib.errors import UserError
+from tests.conftest import Server
+
+THIGH = "thigh_al"
+EMPTY_SLICES = {0, 9}  # outside the field of view: no tissue at all
+NETWORKS = ("classifier", "segmentation_thigh", "segmentation_leg")
+
+
+@pytest.fixture(scope="module")
+def al_server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("al")
+    studies = base / "studies"
+    studies.mkdir()
+    thigh = generate_phantom("thigh", 20_021, n_slices=10, severity="mild", spacing=(1.037037, 1.037037, 5.0))
+    image = thigh.image.copy()
+    image[:, :, sorted(EMPTY_SLICES)] = 0
+    save_nifti(studies / f"{THIGH}.nii.gz", image, thigh.affine)
+    leg = generate_phantom("leg", 20_022, n_slices=4, severity="healthy", spacing=(1.037037, 1.037037, 5.0))
+    save_nifti(studies / "leg_al.nii.gz", leg.image, leg.affine)
+    srv = Server(studies, base / "server.log")
+    srv.truth = {THIGH: thigh.label, "leg_al": leg.label}
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def next_sample(server, strategy="uncertain_slices", **params):
+    return requests.post(f"{server.url}/activelearning/{strategy}", json=params, timeout=300)
+
+
+def image_info(server, image_id):
+    return requests.get(f"{server.url}/datastore/image/info", params={"image": image_id}, timeout=30).json()
+
+
+def save_truth(server, image_id, slices, tmp_path):
+    truth = server.truth[image_id]
+    label = np.zeros_like(truth)
+    label[:, :, slices] = truth[:, :, slices]
+    affine = nib.load(server.studies / f"{image_id}.nii.gz").affine
+    save_nifti(tmp_path / "label.nii.gz", label.astype(np.uint8), affine)
+    with open(tmp_path / "label.nii.gz", "rb") as f:
+        r = requests.put(f"{server.url}/datastore/label", params={"image": image_id, "tag": "final"},
+                         data={"params": json.dumps({"annotated_slices": slices})},
+                         files={"label": ("label.nii.gz", f)}, timeout=60)
+    assert r.status_code == 200, r.text
+
+
+def test_suggestions_are_spread_tissue_slices_and_never_repeat_once_annotated(al_server, tmp_path):
+    annotated = set()
+    for _ in range(2):
+        r = next_sample(al_server, n=3, region="thigh")
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        assert answer["id"] == THIGH and answer["region"] == "thigh" and answer["slice"] == answer["slices"][0]
+        slices = answer["slices"]
+        assert 1 <= len(slices) <= 3 and all(abs(a - b) > 1 for a in slices for b in slices if a != b)
+        assert not set(slices) & EMPTY_SLICES  # never an empty slice outside the limb
+        assert not set(slices) & annotated  # never one already corrected
+        assert image_info(al_server, THIGH)["suggested_slices"]["slices"] == slices  # visible to viewers
+        annotated |= set(slices)
+        save_truth(al_server, THIGH, sorted(annotated), tmp_path)
+    left = next_sample(al_server, n=20, region="thigh").json()
+    assert not set(left.get("slices", [])) & (annotated | EMPTY_SLICES)
+
+
+def test_monai_label_client_gets_id_and_slice(al_server):
+    answer = MONAILabelClient(al_server.url).next_sample("uncertain_slices", {"n": 2})
+    assert answer["id"] in al_server.truth and isinstance(answer["slice"], int) and answer["path"]
+    random_answer = MONAILabelClient(al_server.url).next_sample("random", {"n": 2})
+    assert random_answer["id"] in al_server.truth and isinstance(random_answer["slice"], int)
+    assert not (random_answer["id"] == THIGH and set(random_answer["slices"]) & EMPTY_SLICES)
+    first = MONAILabelClient(al_server.url).next_sample("first", {})  # MONAI Label's image-level strategy
+    assert first["id"] in al_server.truth
+
+
+def test_scores_are_cached_per_model_version_and_refreshed_after_a_publish(al_server):
+    def scoring_done():
+        r = requests.post(f"{al_server.url}/scoring/slice_uncertainty", timeout=60)
+        assert r.status_code == 200, r.text
+        deadline = time.time() + 300
+        while requests.get(f"{al_server.url}/scoring/", params={"check_if_running": True}, timeout=30).status_code == 200:
+            assert time.time() < deadline
+            time.sleep(1)
+
+    scoring_done()
+    first = image_info(al_server, "leg_al")["slice_scores"]
+    assert len(first["slices"]) == 4
+    scoring_done()
+    assert image_info(al_server, "leg_al")["slice_scores"]["time"] == first["time"]  # cached: same model
+
+    model = build_from_checkpoint(SHIPPED_WEIGHTS / "segmentation_leg.pt")  # a "new" published leg model
+    with torch.no_grad():
+        next(model.parameters()).mul_(0.5)
+    save_checkpoint(al_server.model_dir / "segmentation_leg.pt", model, {"name": "segmentation_leg"})
+    next_sample(al_server, n=1, region="leg")  # the strategy notices the new version
+    refreshed = image_info(al_server, "leg_al")["slice_scores"]
+    assert refreshed["model"] != first["model"] and "segmentation_leg" in refreshed["model"]
+
+
+def test_bad_params_are_refused_with_a_message(al_server):
+    for params, words in (({"n": 0}, "n must be"), ({"n": "many"}, "integer"), ({"region": "arm"}, "region"),
+                          ({"colour": "red"}, "unknown strategy params")):
+        r = next_sample(al_server, **params)
+        assert r.status_code == 422 and words in r.json()["detail"], (params, r.text)
+
+
+def test_nothing_unlabelled_gives_an_empty_answer(tmp_path):
+    (tmp_path / "studies").mkdir()
+    datastore = MuscleDatastore(str(tmp_path / "studies"), auto_reload=False)
+    paths = {n: [str(SHIPPED_WEIGHTS / f"{n}.pt"), str(tmp_path / f"{n}.pt")] for n in NETWORKS}
+    assert UncertainSlices(paths)({"strategy": "uncertain_slices"}, datastore) == {}
+
+
+def test_pick_spread_and_params():
+    assert pick_spread([(0.9, 4), (0.8, 5), (0.7, 3), (0.6, 8), (0.5, 1)], 3) == [4, 8, 1]
+    assert parse_params({"n": "2", "region": "leg", "client_id": "x"}) == (2, "leg")
+    with pytest.raises(UserError):
+        parse_params({"n": 21})
+    superior_first = np.diag([-1.0, -1.0, -5.0, 1.0])  # stored head to foot
+    assert list(stored_slice_order(superior_first, 4)) == [3, 2, 1, 0]
+    assert list(stored_slice_order(np.diag([-1.0, -1.0, 5.0, 1.0]), 4)) == [0, 1, 2, 3]
