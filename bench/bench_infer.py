@@ -30,18 +30,30 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_networks import machine  # noqa: E402
 from lib.data.io import save_nifti  # noqa: E402
 from lib.data.phantom import generate_phantom  # noqa: E402
+from lib.networks.checkpoint import save_checkpoint  # noqa: E402
+from lib.networks.presets import build_classifier, build_segmenter  # noqa: E402
 from tests.conftest import Server  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 
 
-def run(repeats: int) -> dict:
+def paper_weights(model_dir: Path) -> None:
+    """Untrained ``paper``-preset networks as the live models (timing only: weights are random)."""
+    for name, model in (("classifier", build_classifier("paper")), ("segmentation_thigh", build_segmenter("thigh", "paper")),
+                        ("segmentation_leg", build_segmenter("leg", "paper"))):
+        save_checkpoint(model_dir / f"{name}.pt", model, {"name": name, "preset": "paper", "source": "bench, untrained"})
+
+
+def run(repeats: int, preset: str = "compact") -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         studies = Path(tmp) / "studies"
         studies.mkdir()
         phantom = generate_phantom("thigh", 20_900, n_slices=52, severity="mild")
         save_nifti(studies / "thigh_432x432x52.nii.gz", phantom.image, phantom.affine)
-        server = Server(studies, Path(tmp) / "server.log")
+        model_dir = Path(tmp) / "model"
+        if preset == "paper":
+            paper_weights(model_dir)
+        server = Server(studies, Path(tmp) / "server.log", model_dir=model_dir)
         try:
             server.wait_ready()
             url = f"{server.url}/infer/muscle"
@@ -61,21 +73,27 @@ def run(repeats: int) -> dict:
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     med["overhead"] = med["wall"] - med["infer"]
     med["overhead_fraction"] = med["overhead"] / med["wall"]
-    return {"volume": "432x432x52 thigh phantom", "repeats": repeats, "median_seconds": med, "runs": rows,
-            "machine": machine()}
+    return {"volume": "432x432x52 thigh phantom", "preset": preset, "repeats": repeats, "median_seconds": med,
+            "runs": rows, "machine": machine()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--presets", nargs="+", default=["compact", "paper"], choices=["compact", "paper"])
     args = parser.parse_args()
-    result = run(args.repeats)
+    results = {preset: run(args.repeats, preset) for preset in args.presets}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "infer.json").write_text(json.dumps(result, indent=2) + "\n")
-    m = result["median_seconds"]
-    lines = ["| POST /infer/muscle, 432x432x52 | seconds |", "| --- | --- |"]
-    lines += [f"| {k} | {m[k]:.2f} |" for k in ("wall", "pre", "infer", "post", "write", "overhead")]
-    lines.append(f"| overhead fraction | {m['overhead_fraction']:.0%} |")
+    (RESULTS / "infer.json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = ["| POST /infer/muscle, 432x432x52 (s) | " + " | ".join(results) + " |",
+             "| --- | " + " | ".join("---:" for _ in results) + " |"]
+    for k in ("wall", "pre", "infer", "post", "write", "overhead"):
+        lines.append(f"| {k} | " + " | ".join(f"{r['median_seconds'][k]:.2f}" for r in results.values()) + " |")
+    lines.append("| overhead fraction | " + " | ".join(f"{r['median_seconds']['overhead_fraction']:.0%}"
+                                                    for r in results.values()) + " |")
+    first = next(iter(results.values()))["machine"]
+    lines += ["", f"Medians of {args.repeats} runs after a warm-up; {first['cpu']}, {first['threads']} threads, "
+              f"load {first['load_average_1min']}. `paper`: untrained weights of the paper's size (timing only)."]
     (RESULTS / "infer.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -12,7 +12,6 @@ import csv
 import io
 
 import numpy as np
-from scipy import ndimage
 
 CSV_COLUMNS = ("label", "value", "voxels", "volume_ml", "max_area_mm2", "slices", "mean", "std")
 
@@ -38,17 +37,25 @@ def measure_labels(label: np.ndarray, image: np.ndarray | None, affine: np.ndarr
     spacing = voxel_spacing(affine)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     in_plane_mm2 = float(np.prod(np.delete(spacing, slice_axis)))
-    values = [int(v) for v in np.unique(label) if v != 0]
     by_value = {v: k for k, v in names.items()}
-    counts = dict(zip(values, ndimage.sum_labels(np.ones(label.shape, np.int64), label, values))) if values else {}
+    # bincounts over the labelled voxels only (scipy.ndimage's per-label statistics took ~1 s on
+    # 432x432x52; muscles are a fraction of the volume)
+    where = np.flatnonzero(label)
+    found = label.ravel()[where].astype(np.int64)
+    n_values, n_slices = int(found.max(initial=0)) + 1, label.shape[slice_axis]
+    slice_of = np.unravel_index(where, label.shape)[slice_axis]
+    areas = np.bincount(found * n_slices + slice_of, minlength=n_values * n_slices).reshape(n_values, n_slices)
+    areas = areas * in_plane_mm2
+    counts = np.bincount(found, minlength=n_values)
+    values = [v for v in range(1, n_values) if counts[v]]
     if image is not None and values:
-        img = np.asarray(image, dtype=np.float64)
-        means = dict(zip(values, ndimage.mean(img, label, values)))
-        stds = dict(zip(values, ndimage.standard_deviation(img, label, values)))
-    moved = np.moveaxis(label, slice_axis, -1)
+        inside = np.asarray(image).ravel()[where].astype(np.float64)
+        means = np.bincount(found, weights=inside, minlength=n_values) / np.maximum(counts, 1)
+        squares = np.bincount(found, weights=inside * inside, minlength=n_values) / np.maximum(counts, 1)
+        stds = np.sqrt(np.maximum(squares - means**2, 0.0))
     result = {}
     for v in values:
-        per_slice = np.count_nonzero(moved == v, axis=(0, 1)) * in_plane_mm2
+        per_slice = areas[v]
         entry = {
             "value": v,
             "voxels": int(counts[v]),
