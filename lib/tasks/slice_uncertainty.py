@@ -67,6 +67,13 @@ def mc_entropy(model, slices: torch.Tensor, samples: int = SAMPLES, batch_size: 
         enable_mc_dropout(model, False)
 
 
+def entropy_scores(model, slices: torch.Tensor, samples: int = SAMPLES) -> torch.Tensor:
+    """Per-slice score (N,): MC-dropout entropy averaged over the tissue pixels of each slice."""
+    entropy = mc_entropy(model, slices, samples)
+    body = (slices[:, 0] > BODY_LEVEL).float()
+    return (entropy * body).flatten(1).sum(1) / body.flatten(1).sum(1).clamp_min(1)
+
+
 def body_fractions(image_path: str) -> list[float]:
     """Share of tissue pixels of every stored slice (cheap: no network), for empty-slice checks."""
     volume = load_volume(image_path)
@@ -88,8 +95,7 @@ def score_volume(image_path: str, paths: dict[str, str], seed: int = 0) -> list[
     volume = load_volume(image_path)
     grid, _ = volume_to_model_grid(volume[0].numpy(), None, volume.affine.numpy())
     slices = torch.from_numpy(np.ascontiguousarray(np.moveaxis(grid, 2, 0)[:, None]))  # (Z, 1, H, W)
-    body = (slices[:, 0] > BODY_LEVEL).float()
-    body_fraction = body.flatten(1).mean(1)
+    body_fraction = (slices[:, 0] > BODY_LEVEL).float().flatten(1).mean(1)
     classifier, _ = load_network(paths["classifier"])
     small = classifier_input(torch.from_numpy(grid)[None])[0].permute(2, 0, 1)[:, None]
     probs = torch.from_numpy(classify_slices(classifier, small))
@@ -99,9 +105,7 @@ def score_volume(image_path: str, paths: dict[str, str], seed: int = 0) -> list[
         chosen = (regions == index).nonzero().flatten()
         if len(chosen):
             model, _ = load_network(paths[f"segmentation_{region}"])
-            entropy = mc_entropy(model, slices[chosen])
-            weight = body[chosen]
-            scores[chosen] = (entropy * weight).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1)
+            scores[chosen] = entropy_scores(model, slices[chosen])
     confidence = probs.max(1).values
     scores = scores + CLASSIFIER_WEIGHT * (1 - confidence)
     order = stored_slice_order(volume.affine.numpy(), len(slices))

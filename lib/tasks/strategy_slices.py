@@ -71,6 +71,18 @@ def pick_spread(ranked: list[tuple[float, int]], n: int) -> list[int]:
     return chosen
 
 
+def rank_slices(scores: list[dict], done: set[int], region: str | None = None) -> list[tuple[float, int]]:
+    """``(adjusted score, slice)`` of an image's candidate slices, best first (see module doc)."""
+    damping = 1.0 / (1.0 + IMAGE_DAMPING * len(done))
+    ranked = []
+    for s in scores:
+        if s["empty"] or s["slice"] in done or (region and s["region"] != region):
+            continue
+        distance = min((abs(s["slice"] - k) for k in done), default=SPREAD)
+        ranked.append((s["score"] * damping * min(1.0, distance / SPREAD), s["slice"]))
+    return sorted(ranked, reverse=True)
+
+
 def _answer(datastore, image_id: str, slices: list[int], strategy: str, **extra) -> dict:
     datastore.update_image_info(image_id, {"suggested_slices": {"slices": slices, "strategy": strategy,
                                                                 "ts": int(time.time())}})
@@ -93,17 +105,9 @@ class UncertainSlices(Strategy):
         n, region = parse_params(request)
         best = None  # (adjusted score, image id, ranked slices, scores)
         for image_id in datastore.list_images():
-            done = annotated(datastore, image_id)
             scores = image_scores(datastore, image_id, self.paths)
-            damping = 1.0 / (1.0 + IMAGE_DAMPING * len(done))
-            ranked = []
-            for s in scores:
-                if s["empty"] or s["slice"] in done or (region and s["region"] != region):
-                    continue
-                distance = min((abs(s["slice"] - k) for k in done), default=SPREAD)
-                ranked.append((s["score"] * damping * min(1.0, distance / SPREAD), s["slice"]))
+            ranked = rank_slices(scores, annotated(datastore, image_id), region)
             if ranked:
-                ranked.sort(reverse=True)
                 if best is None or ranked[0][0] > best[0]:
                     best = (ranked[0][0], image_id, ranked, scores)
         if best is None:
