@@ -9,7 +9,8 @@ from pathlib import Path
 from lib.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCHES = {"networks": "bench.bench_networks", "infer": "bench.bench_infer", "incremental": "bench.bench_incremental"}
+BENCHES = {"networks": "bench.bench_networks", "infer": "bench.bench_infer", "incremental": "bench.bench_incremental",
+           "active_learning": "bench.bench_active_learning"}
 
 
 def add_arguments(parser):
