@@ -8,10 +8,12 @@ import pytest
 
 from lib.data.io import save_nifti
 from lib.data.phantom import generate_phantom
-from lib.data.real_slice import load_real_slice
+from lib.data.real_slice import DEFAULT_DIR as REAL_DIR
+from lib.data.real_slice import ROIS_FILE, load_real_slice
 from lib.errors import NotFoundError, UserError
 from lib.evaluation.metrics import mean_dice
 from lib.labels import SIDE_OFFSET, region_labels
+from tests.conftest import ROOT
 
 TEST_SEED = 20_500  # held-out test seeds (lib/training/pretrain.py): never trained on
 
@@ -54,6 +56,22 @@ def test_muscle_returns_labels_on_the_input_grid(tasks, tmp_path, region, spacin
     assert len(result["measurements"]) == len(region_labels(region))
 
 
+def test_embedded_real_slice_is_a_leg_with_its_six_muscles_on_both_sides(tasks):
+    """The real slice as served from studies/ (always in the repository)."""
+    image = str(ROOT / "studies" / "real_leg_t1.nii.gz")
+    truth = np.asarray(nib.load(ROOT / "studies" / "labels" / "final" / "real_leg_t1.nii.gz").dataobj)
+    _, classification = tasks["classifier"]({"image": image})
+    assert classification["region"] == "leg"
+    label_path, _ = tasks["muscle"]({"image": image, "split_sides": True})
+    pred = np.asarray(nib.load(label_path).dataobj)
+    for name, value in region_labels("leg").items():
+        for side in (value, value + SIDE_OFFSET):
+            assert (pred == side).any(), name
+        mine = (pred == value) | (pred == value + SIDE_OFFSET)
+        assert (mine & (truth == value)).sum() > 0.5 * mine.sum(), name  # overlaps the annotators' ROI
+
+
+@pytest.mark.skipif(not (REAL_DIR / ROIS_FILE).exists(), reason=f"real sample data (with sides) not at {REAL_DIR}")
 def test_real_slice_is_a_leg_with_six_muscles_per_side(tasks, tmp_path):
     real = load_real_slice()
     path = tmp_path / "real.nii.gz"
