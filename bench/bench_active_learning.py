@@ -162,12 +162,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--n", type=int, default=3, help="slices asked per round")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of each incremental round")
+    parser.add_argument("--steps", type=int, default=15, help="optimiser steps per epoch")
     args = parser.parse_args()
     start = time.time()
     weak = SHIPPED_WEIGHTS / "segmentation_thigh.pt"
     pool = pool_subjects(4, 12)
     held_out = held_out_severe(3, 8)
-    settings = {"epochs": 2, "steps_per_epoch": 15, "lr": 2e-4, "replay_subjects": 2, "val_subjects": 2,
+    settings = {"epochs": args.epochs, "steps_per_epoch": args.steps, "lr": 2e-4, "replay_subjects": 2, "val_subjects": 2,
                 "replay_share": 0.3}
     curves = {"uncertain_slices": [], "random": []}
     for seed in range(args.seeds):

@@ -14,7 +14,7 @@ import os
 SERVER_DEFAULTS = {
     "MONAI_LABEL_TRACKING_ENABLED": False,  # mlflow 3.17's file store makes training fail (SPEC §8)
     "MONAI_LABEL_DICOMWEB_SEARCH_FILTER": {"Modality": "MR"},  # MONAI Label filters CT by default
-    "MONAI_LABEL_AUTO_UPDATE_SCORING": False,  # no scoring method is served yet
+    "MONAI_LABEL_AUTO_UPDATE_SCORING": False,  # slice scores: on demand, after a publish and by the strategy; not at every start
 }
 
 
