@@ -69,7 +69,7 @@ class RoundSettings:
                     values[key] = _as_bool(value, key)
                     continue
                 values[key] = kind(value) if kind is not int else int(float(value))
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
                 raise UserError(f"train option {key}={value!r} is not a valid {kind.__name__}") from None
         settings = cls(**values)
         settings.check()
