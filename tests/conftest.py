@@ -66,6 +66,18 @@ class Server:
             time.sleep(1.0)
         raise TimeoutError(f"server not ready after {timeout} s:\n{self.log()}")
 
+    def __enter__(self) -> "Server":
+        """``with Server(...) as srv:`` waits until it serves and always stops it."""
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]
 
@@ -87,9 +99,5 @@ def copy_studies(dest: Path) -> Path:
 def server(tmp_path_factory):
     """One real server for the session, serving a private copy of the embedded studies."""
     base = tmp_path_factory.mktemp("server")
-    srv = Server(copy_studies(base / "studies"), base / "server.log")
-    try:
-        srv.wait_ready()
+    with Server(copy_studies(base / "studies"), base / "server.log") as srv:
         yield srv
-    finally:
-        srv.stop()

@@ -18,9 +18,10 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-from nibabel.orientations import io_orientation
 
 from lib.errors import UserError
+from lib.options import parse_slices
+from lib.transforms.postprocess import axial_axis
 from lib.labels import SIDE_OFFSET, all_labels
 
 BACKGROUND_NAMES = {"background", "bg", "0", "none", "unlabeled", "unlabelled"}
@@ -100,32 +101,23 @@ def fold_sides(label: np.ndarray) -> np.ndarray:
     return np.where(label > SIDE_OFFSET, label - SIDE_OFFSET, label).astype(np.uint8)
 
 
-def axial_axis(affine: np.ndarray) -> int:
-    """The array axis that runs head-foot (the slice axis), from the voxel-to-world affine."""
-    return int(next(i for i, (world, _) in enumerate(io_orientation(np.asarray(affine))) if world == 2))
-
-
 def annotated_slices(info: dict | None, label: np.ndarray, axis: int = 2) -> list[int]:
     """Annotated slice indices along ``axis``: ``info["annotated_slices"]`` else non-empty slices."""
     n = label.shape[axis]
     listed = (info or {}).get("annotated_slices")
     if listed is None:
         return [int(k) for k in np.flatnonzero(np.moveaxis(label, axis, -1).reshape(-1, n).any(0))]
-    slices = parse_slices(listed)
+    slices = parse_slices(listed, "annotated_slices") or []
     bad = [k for k in slices if not 0 <= k < n]
     if bad:
         raise UserError(f"annotated_slices {bad} outside the label's {n} slices")
     return slices
 
 
-def parse_slices(value) -> list[int]:
-    """``[3, 7]`` or ``"3,7"`` -> sorted unique ints."""
-    if isinstance(value, str):
-        value = [v for v in re.split(r"[,\s]+", value.strip()) if v]
-    try:
-        return sorted({int(v) for v in value})
-    except (TypeError, ValueError):
-        raise UserError(f"annotated_slices must be a list of slice indices, got {value!r}") from None
+def shapes_match(label_shape, image_shape) -> bool:
+    """Same grid, a 2D (X, Y) label counting as (X, Y, 1); image axes beyond 3 are ignored."""
+    as_3d = lambda shape: tuple(shape)[:3] + (1,) * (3 - len(tuple(shape)[:3]))  # noqa: E731
+    return len(tuple(label_shape)) in (2, 3) and as_3d(label_shape) == as_3d(image_shape)
 
 
 @dataclass
@@ -158,8 +150,7 @@ def check_label(label: np.ndarray, label_affine: np.ndarray, image_shape, image_
     if label.ndim == 4 and label.shape[3] == 1:
         label = label[..., 0]
     image_shape = tuple(image_shape)[:3]
-    as_3d = lambda shape: tuple(shape) + (1,) * (3 - len(shape))  # noqa: E731  (X, Y) == (X, Y, 1)
-    if label.ndim not in (2, 3) or as_3d(label.shape) != as_3d(image_shape):
+    if not shapes_match(label.shape, image_shape):
         raise UserError(f"label shape {label.shape} does not match its image {image_shape}")
     if not np.allclose(np.asarray(label_affine), np.asarray(image_affine), atol=1e-3):
         raise UserError("label affine (orientation/spacing/origin) does not match its image")

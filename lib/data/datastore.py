@@ -24,7 +24,7 @@ import numpy as np
 from monailabel.datastore.local import LocalDatastore
 from monailabel.interfaces.datastore import DefaultLabelTag
 
-from lib.data.annotations import LabelCheck, check_label
+from lib.data.annotations import LabelCheck, check_label, shapes_match
 from lib.errors import NotFoundError, UserError
 from lib.transforms.loading import NIBABEL_SUFFIXES, check_shape, load_volume
 
@@ -87,8 +87,7 @@ def read_label(path: str, image_shape) -> tuple[np.ndarray, np.ndarray]:
         except Exception as exc:
             raise UserError(f"label file is not a readable NIfTI image ({_one_line(exc, path)})") from None
         check_shape(shape, "label")
-        as_3d = lambda s: tuple(s)[:3] + (1,) * (3 - len(tuple(s)[:3]))  # noqa: E731
-        if len(shape) > 3 or as_3d(shape) != as_3d(image_shape):  # before reading any voxel
+        if not shapes_match(shape, image_shape):  # before reading any voxel
             raise UserError(f"label shape {shape} does not match its image {tuple(image_shape)[:3]}")
         try:
             array = np.asanyarray(img.dataobj)

@@ -10,6 +10,7 @@ which keeps files small at a precision far below MR noise; labels keep their int
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -47,6 +48,13 @@ def save_nifti(path, array: np.ndarray, affine: np.ndarray, dtype=None) -> Path:
     data = image.to_bytes()
     if path.name.endswith(".gz"):
         data = gzip.compress(data, compresslevel=6, mtime=0)
+    return write_bytes_atomic(path, data)
+
+
+def write_bytes_atomic(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a hidden temporary file in the same folder and
+    ``os.replace``: a reader sees the old file or the new one, never a part."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -58,6 +66,11 @@ def save_nifti(path, array: np.ndarray, affine: np.ndarray, dtype=None) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json_atomic(path, data, **dump_kwargs) -> Path:
+    """``json.dumps(data)`` written with ``write_bytes_atomic`` (indented by default)."""
+    return write_bytes_atomic(path, json.dumps(data, **{"indent": 2, **dump_kwargs}).encode())
 
 
 def load_nifti(path) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,7 @@ from monailabel.tasks.infer.basic_infer import BasicInferTask
 
 from lib.errors import NotFoundError, UserError
 from lib.labels import REGIONS, SIDE_OFFSET, channels_to_global
+from lib.options import parse_bool, parse_slices
 from lib.tasks.slice_engine import classify_slices, live_path, load_network, resolve_device, segment_slices
 from lib.transforms.cleanup import KeepLargestPerLimbd, LabelCleanupd
 from lib.transforms.geometry import FromModelGridd
@@ -34,28 +35,6 @@ OPTIONS = {
     "cleanup": True,  # SPEC §2 area opening/closing of the predicted labels
     "keep_largest": False,  # per slice, each muscle keeps its largest region per limb, holes filled
 }
-
-
-def parse_bool(value, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
-        return value.strip().lower() in ("true", "1", "yes")
-    raise UserError(f"option {name!r} must be true or false, got {value!r}")
-
-
-def parse_slices(value) -> list[int] | None:
-    if value is None or value == "" or value == []:
-        return None
-    if isinstance(value, str):
-        value = [v for v in value.replace(",", " ").split() if v]
-    try:
-        slices = sorted({int(v) for v in (value if isinstance(value, (list, tuple)) else [value])})
-    except (TypeError, ValueError):
-        raise UserError(f"option 'slices' must be a list of slice indices, got {value!r}") from None
-    return slices
 
 
 class MuscleInferTask(BasicInferTask):

@@ -21,9 +21,10 @@ logger = logging.getLogger(__name__)
 INFO_KEY = "slice_scores"
 
 
-def live_paths(paths: dict[str, list[str]]) -> dict[str, str]:
-    """The weight file each network uses now (published, else shipped)."""
-    return {name: live_path(candidates) for name, candidates in paths.items()}
+def live_model(paths: dict[str, list[str]]) -> tuple[dict[str, str], str]:
+    """The weight file each network uses now (published, else shipped), and their version key."""
+    live = {name: live_path(candidates) for name, candidates in paths.items()}
+    return live, model_version(live)
 
 
 def cached_scores(datastore, image_id: str, version: str) -> list[dict] | None:
@@ -31,10 +32,8 @@ def cached_scores(datastore, image_id: str, version: str) -> list[dict] | None:
     return cached.get("slices") if cached.get("model") == version else None
 
 
-def image_scores(datastore, image_id: str, paths: dict[str, list[str]]) -> list[dict]:
-    """The image's slice scores for the live model: from the cache, or computed and stored."""
-    live = live_paths(paths)
-    version = model_version(live)
+def image_scores(datastore, image_id: str, live: dict[str, str], version: str) -> list[dict]:
+    """The image's slice scores for the live model (``live_model``): cached, or computed and stored."""
     scores = cached_scores(datastore, image_id, version)
     if scores is None:
         scores = score_volume(datastore.get_image_uri(image_id), live)
@@ -56,13 +55,13 @@ class SliceUncertaintyScoring(ScoringMethod):
         self.paths = paths
 
     def __call__(self, request, datastore):
-        version = model_version(live_paths(self.paths))
+        live, version = live_model(self.paths)
         scored, cached = [], 0
         for image_id in datastore.list_images():
             if cached_scores(datastore, image_id, version) is not None:
                 cached += 1
                 continue
-            image_scores(datastore, image_id, self.paths)
+            image_scores(datastore, image_id, live, version)
             scored.append(image_id)
             print(f"slice_uncertainty: scored {image_id}", flush=True)
         logger.info(f"slice_uncertainty: {len(scored)} images scored, {cached} up to date ({version})")

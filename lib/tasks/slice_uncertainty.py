@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from nibabel.orientations import io_orientation
 
 from lib.labels import REGIONS
 from lib.networks.blocks import enable_mc_dropout
 from lib.networks.fast import predict_logits
 from lib.tasks.slice_engine import classify_slices, load_network
 from lib.transforms.loading import load_volume
+from lib.transforms.postprocess import axial_axis
 from lib.transforms.preprocess import classifier_input, volume_to_model_grid
 
 SAMPLES = 4
@@ -46,9 +46,7 @@ def model_version(paths: dict[str, str]) -> str:
 
 def stored_slice_order(affine: np.ndarray, n: int) -> np.ndarray:
     """Stored slice index of each model-grid slice (the grid runs foot to head)."""
-    ornt = io_orientation(np.asarray(affine))
-    axis = int(next(i for i, (world, _) in enumerate(ornt) if world == 2))
-    return np.arange(n) if ornt[axis, 1] > 0 else np.arange(n)[::-1]
+    return np.arange(n) if np.asarray(affine)[2, axial_axis(affine)] > 0 else np.arange(n)[::-1]
 
 
 @torch.no_grad()
@@ -74,15 +72,22 @@ def entropy_scores(model, slices: torch.Tensor, samples: int = SAMPLES) -> torch
     return (entropy * body).flatten(1).sum(1) / body.flatten(1).sum(1).clamp_min(1)
 
 
-def body_fractions(image_path: str) -> list[float]:
-    """Share of tissue pixels of every stored slice (cheap: no network), for empty-slice checks."""
+def grid_slices(image_path: str) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, np.ndarray]:
+    """An image on the model grid: the volume (X, Y, Z), its slices (Z, 1, H, W), each slice's
+    share of tissue pixels (Z,) and the stored slice index of each grid slice."""
     volume = load_volume(image_path)
     grid, _ = volume_to_model_grid(volume[0].numpy(), None, volume.affine.numpy())
-    fractions = (grid > BODY_LEVEL).mean(axis=(0, 1))
-    order = stored_slice_order(volume.affine.numpy(), grid.shape[2])
-    out = [0.0] * grid.shape[2]
+    slices = torch.from_numpy(np.ascontiguousarray(np.moveaxis(grid, 2, 0)[:, None]))
+    tissue = (slices[:, 0] > BODY_LEVEL).float().flatten(1).mean(1)
+    return grid, slices, tissue, stored_slice_order(volume.affine.numpy(), len(slices))
+
+
+def body_fractions(image_path: str) -> list[float]:
+    """Share of tissue pixels of every stored slice (cheap: no network), for empty-slice checks."""
+    _, _, tissue, order = grid_slices(image_path)
+    out = [0.0] * len(order)
     for j, k in enumerate(order):
-        out[int(k)] = float(fractions[j])
+        out[int(k)] = float(tissue[j])
     return out
 
 
@@ -92,10 +97,7 @@ def score_volume(image_path: str, paths: dict[str, str], seed: int = 0) -> list[
     Returns one ``{"slice", "score", "region", "confidence", "empty"}`` per stored slice.
     """
     torch.manual_seed(seed)
-    volume = load_volume(image_path)
-    grid, _ = volume_to_model_grid(volume[0].numpy(), None, volume.affine.numpy())
-    slices = torch.from_numpy(np.ascontiguousarray(np.moveaxis(grid, 2, 0)[:, None]))  # (Z, 1, H, W)
-    body_fraction = (slices[:, 0] > BODY_LEVEL).float().flatten(1).mean(1)
+    grid, slices, body_fraction, order = grid_slices(image_path)
     classifier, _ = load_network(paths["classifier"])
     small = classifier_input(torch.from_numpy(grid)[None])[0].permute(2, 0, 1)[:, None]
     probs = torch.from_numpy(classify_slices(classifier, small))
@@ -108,7 +110,6 @@ def score_volume(image_path: str, paths: dict[str, str], seed: int = 0) -> list[
             scores[chosen] = entropy_scores(model, slices[chosen])
     confidence = probs.max(1).values
     scores = scores + CLASSIFIER_WEIGHT * (1 - confidence)
-    order = stored_slice_order(volume.affine.numpy(), len(slices))
     out = [None] * len(slices)
     for j, k in enumerate(order):
         empty = bool(body_fraction[j] < MIN_BODY_FRACTION)

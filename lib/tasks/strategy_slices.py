@@ -18,12 +18,13 @@ import time
 import numpy as np
 from monailabel.interfaces.tasks.strategy import Strategy
 
-from lib.data.annotations import annotated_slices, axial_axis
+from lib.data.annotations import annotated_slices
 from lib.errors import UserError
 from lib.labels import REGIONS
-from lib.tasks.scoring_slices import image_scores
+from lib.tasks.scoring_slices import image_scores, live_model
 from lib.tasks.slice_uncertainty import MIN_BODY_FRACTION, body_fractions
 from lib.transforms.loading import load_volume
+from lib.transforms.postprocess import axial_axis
 
 SPREAD = 3  # slices over which an annotated slice damps its neighbours' scores
 IMAGE_DAMPING = 0.5  # each annotated slice of an image divides its scores by (1 + this)
@@ -103,13 +104,13 @@ class UncertainSlices(Strategy):
 
     def __call__(self, request, datastore):
         n, region = parse_params(request)
+        live, version = live_model(self.paths)  # hashed once per request, not per image
         best = None  # (adjusted score, image id, ranked slices, scores)
         for image_id in datastore.list_images():
-            scores = image_scores(datastore, image_id, self.paths)
+            scores = image_scores(datastore, image_id, live, version)
             ranked = rank_slices(scores, annotated(datastore, image_id), region)
-            if ranked:
-                if best is None or ranked[0][0] > best[0]:
-                    best = (ranked[0][0], image_id, ranked, scores)
+            if ranked and (best is None or ranked[0][0] > best[0]):
+                best = (ranked[0][0], image_id, ranked, scores)
         if best is None:
             return {}
         score, image_id, ranked, scores = best

@@ -23,6 +23,7 @@ from filelock import FileLock, Timeout
 from monailabel.interfaces.tasks.train import TrainTask
 
 from lib.data.corrections import corrected_images
+from lib.data.io import write_json_atomic
 from lib.errors import UserError
 from lib.training.distributed import run_parallel, world_size
 from lib.training.incremental import RoundSettings, run_round
@@ -91,11 +92,7 @@ class IncrementalTrainTask(TrainTask):
         return ModelRegistry(self.model_dir, network, self.shipped / f"{network}.pt", keep)
 
     def _write_stats(self, stats: dict) -> None:
-        self.stats_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.stats_path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(stats, f, indent=2)
-        os.replace(tmp, self.stats_path)
+        write_json_atomic(self.stats_path, stats)
 
     def __call__(self, request, datastore):
         try:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from lib.errors import UserError
+from lib.options import parse_bool
 from lib.labels import REGIONS
 from lib.networks.checkpoint import build_from_checkpoint, save_checkpoint
 from lib.training.loop import TrainSettings, fit
@@ -66,7 +67,7 @@ class RoundSettings:
             kind = type(getattr(cls(), key))
             try:
                 if kind is bool:
-                    values[key] = _as_bool(value, key)
+                    values[key] = parse_bool(value, key)
                     continue
                 values[key] = kind(value) if kind is not int else int(float(value))
             except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
@@ -85,16 +86,6 @@ class RoundSettings:
             raise UserError("replay_share and val_fraction must be in [0, 1), tolerance >= 0")
         if self.crop % 48 or self.crop < 48:
             raise UserError("train option crop must be a positive multiple of 48")
-
-
-def _as_bool(value, key: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if str(value).lower() in ("true", "1", "yes"):
-        return True
-    if str(value).lower() in ("false", "0", "no"):
-        return False
-    raise UserError(f"train option {key}={value!r} is not true or false")
 
 
 @functools.lru_cache(maxsize=8)
@@ -177,7 +168,7 @@ def run_round(network: str, registry: ModelRegistry, train: SliceSet, val: Slice
         batches, loss, sets = classifier_plan(train, val, settings, settings.seed + rank)
     torch.manual_seed(settings.seed)
     live_path = registry.current()
-    model = build_from_checkpoint(live_path)
+    model, live_meta = build_from_checkpoint(live_path, return_meta=True)
     live_score, live_parts = combined_score(model, sets)
     fit_settings = TrainSettings(epochs=settings.epochs, steps_per_epoch=settings.steps_per_epoch, lr=settings.lr,
                                  patience=2, device=settings.device, freeze_norm=settings.freeze_norm)
@@ -198,7 +189,7 @@ def run_round(network: str, registry: ModelRegistry, train: SliceSet, val: Slice
         registry.record({"event": "reject", "live_score": result["live_score"],
                          "candidate_score": result["candidate_score"], "reason": result["reason"]})
         return result
-    meta = _meta_of(live_path, network, result)
+    meta = _meta_of(live_meta, network, result)
     with tempfile.TemporaryDirectory(dir=registry.model_dir) as tmp:
         candidate = save_checkpoint(Path(tmp) / f"{network}.pt", model, meta)
         result["version"] = registry.publish(candidate, {k: result[k] for k in (
@@ -208,9 +199,8 @@ def run_round(network: str, registry: ModelRegistry, train: SliceSet, val: Slice
     return result
 
 
-def _meta_of(live_path: Path, network: str, result: dict) -> dict:
+def _meta_of(live_meta: dict, network: str, result: dict) -> dict:
     """The live checkpoint's meta carried over, marked as a fine-tuned version."""
-    _, meta = build_from_checkpoint(live_path, return_meta=True)
-    meta = {k: v for k, v in copy.deepcopy(meta).items() if k not in ("network", "config")}
+    meta = {k: v for k, v in copy.deepcopy(live_meta).items() if k not in ("network", "config")}
     meta.update(name=network, source="incremental", validation_score=result["candidate_score"])
     return meta

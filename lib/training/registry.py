@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from lib.data.io import write_json_atomic
 from lib.errors import NotFoundError, UserError
 
 KEEP_VERSIONS = 5
@@ -38,13 +39,6 @@ def atomic_copy(src: Path, dest: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _write_json(path: Path, data) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
 
 
 class ModelRegistry:
@@ -89,7 +83,7 @@ class ModelRegistry:
     def record(self, event: dict) -> None:
         """Append a publish / reject / rollback event to the history."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        _write_json(self.folder / "history.json", [*self.history(), {"time": time.time(), **event}])
+        write_json_atomic(self.folder / "history.json", [*self.history(), {"time": time.time(), **event}])
 
     def _next_version(self) -> int:
         numbers = [int(p.stem[1:]) for p in self.folder.glob("v*.pt") if p.stem[1:].isdigit()]
@@ -101,7 +95,7 @@ class ModelRegistry:
         version = self._next_version()
         stored = self.folder / f"v{version:04d}.pt"
         atomic_copy(candidate, stored)
-        _write_json(stored.with_suffix(".json"), {"version": version, "time": time.time(), **metrics})
+        write_json_atomic(stored.with_suffix(".json"), {"version": version, "time": time.time(), **metrics})
         atomic_copy(stored, self.live)
         self.record({"event": "publish", "version": version, **{k: metrics[k] for k in ("live_score", "candidate_score") if k in metrics}})
         self._prune()

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from lib.data.io import write_json_atomic
 
 VAL_FRACTION = 0.2
 
@@ -46,12 +46,5 @@ class SplitBook:
             self.assigned[image_id] = "val" if to_val else "train"
             changed = True
         if changed:
-            self._save()
+            write_json_atomic(self.path, self.assigned, sort_keys=True)
         return {i: self.assigned[i] for i in image_ids}
-
-    def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".splits.", suffix=".tmp", dir=self.path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.assigned, f, indent=2, sort_keys=True)
-        os.replace(tmp, self.path)

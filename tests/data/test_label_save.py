@@ -29,12 +29,8 @@ SLICER_ORDER = ["peroneus", "soleus", "tibialis_anterior", "gastrocnemius_latera
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     base = tmp_path_factory.mktemp("label_save")
-    server = Server(copy_studies(base / "studies"), base / "server.log")
-    try:
-        server.wait_ready()
+    with Server(copy_studies(base / "studies"), base / "server.log") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -87,7 +87,7 @@ def test_real_slice_is_a_leg_with_six_muscles_per_side(tasks, tmp_path):
         # each side's prediction overlaps that side's manual ROI (sides from the annotators)
         assert (right & (real.label == value) & (real.side == 1)).sum() > 0.5 * right.sum(), name
         assert (left & (real.label == value) & (real.side == 2)).sum() > 0.5 * left.sum(), name
-    assert f"soleus_right" in result["measurements"] and "soleus_left" in result["measurements"]
+    assert "soleus_right" in result["measurements"] and "soleus_left" in result["measurements"]
 
 
 @pytest.mark.parametrize("params,error", [

@@ -40,11 +40,8 @@ def al_server(tmp_path_factory):
     save_nifti(studies / "leg_al.nii.gz", leg.image, leg.affine)
     srv = Server(studies, base / "server.log")
     srv.truth = {THIGH: thigh.label, "leg_al": leg.label}
-    try:
-        srv.wait_ready()
+    with srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def next_sample(server, strategy="uncertain_slices", **params):

@@ -34,11 +34,8 @@ def trainer_server(tmp_path_factory):
     save_nifti(studies / f"{SUBJECT}.nii.gz", phantom.image, phantom.affine)
     srv = Server(studies, base / "server.log")
     srv.truth = phantom.label
-    try:
-        srv.wait_ready()
+    with srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def save_label(server, image_id, label, affine, params, tmp_path):

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from lib.configs.base import SHIPPED_WEIGHTS
-from lib.data.phantom import SEVERITIES
 from lib.networks.checkpoint import build_from_checkpoint
 from lib.training.pretrain import SEED_BASE, phantom_slices
 from lib.training.validation import classifier_accuracy, segmenter_mean_dice
