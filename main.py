@@ -32,6 +32,7 @@ COMMANDS = {
     "pretrain": "train the default weights on phantoms and the real slice",
     "infer": "segment a NIfTI file or DICOM folder without a server",
     "models": "list published model versions, or roll one back",
+    "evaluate": "Dice, surface distances and classifier accuracy on a labelled datastore",
     "bench": "run the speed benchmarks",
 }
 

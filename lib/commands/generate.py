@@ -7,13 +7,21 @@ Layout: ``OUT/<id>.nii.gz`` images and, unless ``--annotate none``, labels in
 ``OUT/labels/final/<id>.nii.gz`` (``sparse``: the 7 thigh / 3 leg slices an annotator draws,
 SPEC §2, other slices 0; ``all``: every slice). Subject i uses seed ``--seed + i``; with
 ``--region both`` each subject gets a thigh and a leg study; ``--severity mixed`` cycles
-healthy, mild, severe. Every argument is checked before anything is written.
+healthy, mild, severe. ``OUT/tags.csv`` records each study's subject and severity (what
+``python main.py evaluate`` groups by). Every argument is checked before anything is written.
+
+    python main.py generate --test-set --out data/testset   # held-out evaluation set
+
+``--test-set``: seeds from the test range that training and model selection never see
+(20000 on, ``lib.training.pretrain``), mild and severe subjects in turn, every slice labelled.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+
+import csv
 
 from lib import labels as L
 from lib.data.embedded import ANNOTATIONS, StudySpec, build_embedded, write_study
@@ -23,6 +31,7 @@ from lib.errors import UserError
 DEFAULT_SLICES = {"thigh": 52, "leg": 36}  # SPEC §2 acquisition matrices
 REGION_CHOICES = (*L.REGIONS, "both")
 SEVERITY_CHOICES = (*SEVERITIES, "mixed")
+TEST_SET = {"seed": 20000, "severities": ("mild", "severe"), "annotate": "all"}  # SPEC §6's test groups
 
 
 def add_arguments(parser):
@@ -41,6 +50,8 @@ def add_arguments(parser):
                         help="in-plane matrix (default 432 432)")
     parser.add_argument("--embedded", action="store_true",
                         help="rebuild the embedded default datastore studies/ (other options ignored)")
+    parser.add_argument("--test-set", action="store_true",
+                        help="held-out evaluation set: test-range seeds (20000+), mild and severe in turn, all slices labelled")
 
 
 def plan(args) -> list[StudySpec]:
@@ -62,9 +73,10 @@ def plan(args) -> list[StudySpec]:
     if min(args.shape) < 16:
         raise UserError(f"--shape must be at least 16 x 16 pixels, got {args.shape[0]} x {args.shape[1]}")
     regions = L.REGIONS if args.region == "both" else (args.region,)
+    cycle = TEST_SET["severities"] if getattr(args, "test_set", False) else SEVERITIES
     specs = []
     for i in range(args.subjects):
-        severity = SEVERITIES[i % len(SEVERITIES)] if args.severity == "mixed" else args.severity
+        severity = cycle[i % len(cycle)] if args.severity == "mixed" else args.severity
         for region in regions:
             n_slices = args.slices or DEFAULT_SLICES[region]
             specs.append(StudySpec(region, args.seed + i, severity, n_slices, tuple(args.shape),
@@ -82,11 +94,29 @@ def run(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
+    if args.test_set:
+        args.seed = TEST_SET["seed"] if args.seed == 0 else args.seed
+        args.annotate = TEST_SET["annotate"] if args.annotate == "sparse" else args.annotate
     specs = plan(args)
     labelled = 0
     for spec in specs:
         written = write_study(out, spec)
         labelled += len(written) > 1
         print(f"{spec.id}: {spec.shape[0]}x{spec.shape[1]}x{spec.n_slices}", flush=True)
+    write_tags(out / "tags.csv", specs)
     print(f"wrote {len(specs)} studies ({labelled} labelled) to {out}")
     return 0
+
+
+def write_tags(path: Path, specs: list[StudySpec]) -> None:
+    """``id,subject,region,severity`` of every study in the folder (new ones replace old rows)."""
+    rows = {}
+    if path.is_file():
+        with path.open(newline="") as f:
+            rows = {r["id"]: r for r in csv.DictReader(f) if r.get("id")}
+    for spec in specs:
+        rows[spec.id] = {"id": spec.id, "subject": f"s{spec.seed:04d}", "region": spec.region, "severity": spec.severity}
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["id", "subject", "region", "severity"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(sorted(rows.values(), key=lambda r: r["id"]))

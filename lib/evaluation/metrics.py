@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from monai.metrics import compute_dice
+from monai.metrics import compute_average_surface_distance, compute_dice, compute_hausdorff_distance
 from monai.networks.utils import one_hot
 
 
@@ -28,3 +28,26 @@ def mean_dice(pred, truth, num_classes: int) -> float:
     """Mean Dice over the foreground classes present in the prediction or the truth."""
     scores = dice_per_class(pred, truth, num_classes)
     return float(np.nanmean(scores)) if np.isfinite(scores).any() else float("nan")
+
+
+def surface_distances(pred_masks, truth_masks, spacing) -> tuple[np.ndarray, np.ndarray]:
+    """95th-percentile Hausdorff and mean (symmetric) surface distance, in mm, per mask pair.
+
+    ``pred_masks`` and ``truth_masks`` are boolean stacks (C, H, W) or (C, X, Y, Z) of C
+    structures on one grid with voxel size ``spacing`` (mm per axis). Per structure: NaN
+    when both masks are empty (nothing to compare), +inf when exactly one is empty (a
+    missed or an invented muscle has no finite distance), else MONAI's distances.
+    """
+    pred = torch.as_tensor(np.ascontiguousarray(pred_masks), dtype=torch.bool)[None]
+    truth = torch.as_tensor(np.ascontiguousarray(truth_masks), dtype=torch.bool)[None]
+    n = pred.shape[1]
+    hd95, msd = np.full(n, np.nan), np.full(n, np.nan)
+    has_pred, has_truth = pred.flatten(2).any(2)[0].numpy(), truth.flatten(2).any(2)[0].numpy()
+    both = np.flatnonzero(has_pred & has_truth)
+    hd95[has_pred ^ has_truth] = msd[has_pred ^ has_truth] = np.inf
+    if both.size:
+        spacing = [float(s) for s in spacing]
+        p, t = pred[:, both].float(), truth[:, both].float()
+        hd95[both] = compute_hausdorff_distance(p, t, include_background=True, percentile=95, spacing=spacing)[0].numpy()
+        msd[both] = compute_average_surface_distance(p, t, include_background=True, symmetric=True, spacing=spacing)[0].numpy()
+    return hd95, msd

@@ -1,0 +1,95 @@
+"""Evaluate a model on every labelled slice of a datastore and write the report.
+
+    evaluate(source, out, model="live")  ->  summary dict; writes out/report.md and friends
+
+``model``: ``live`` (what the server serves: the live file of ``model_dir`` where training
+published one, else the shipped weights), ``shipped`` (``weights/``), or kept versions of
+``python main.py models``: ``segmentation_thigh:v3`` or ``v3`` (each network that kept a
+version 3), several separated by commas; the other networks stay live.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+
+from lib.configs.base import SHIPPED_WEIGHTS
+from lib.errors import UserError
+from lib.evaluation import figures, report
+from lib.evaluation.studies import labelled_studies
+from lib.evaluation.study_scores import score_study
+from lib.evaluation.summary import summarise
+from lib.labels import all_labels
+from lib.tasks.slice_engine import live_path
+
+NETWORKS = ("classifier", "segmentation_thigh", "segmentation_leg")
+logger = logging.getLogger(__name__)
+
+
+def model_paths(model: str, model_dir) -> dict[str, list[str]]:
+    """Weight files per network for the ``muscle`` pipeline (the last existing one is used)."""
+    model_dir = Path(model_dir)
+    live = {n: [str(SHIPPED_WEIGHTS / f"{n}.pt"), str(model_dir / f"{n}.pt")] for n in NETWORKS}
+    if model == "live":
+        return live
+    if model == "shipped":
+        return {n: [str(SHIPPED_WEIGHTS / f"{n}.pt")] for n in NETWORKS}
+    chosen = dict(live)
+    for part in filter(None, (p.strip() for p in str(model).split(","))):
+        match = re.fullmatch(r"(?:(\w+):)?v(\d+)", part)
+        if not match or (match.group(1) and match.group(1) not in NETWORKS):
+            raise UserError(f"--model {part!r}: expected live, shipped, vN or NETWORK:vN "
+                            f"(NETWORK one of {', '.join(NETWORKS)})")
+        networks = [match.group(1)] if match.group(1) else NETWORKS
+        found = [n for n in networks if (model_dir / "versions" / n / f"v{int(match.group(2)):04d}.pt").is_file()]
+        if not found:
+            raise UserError(f"--model {part}: no kept version {int(match.group(2))} in {model_dir / 'versions'} "
+                            "(see `python main.py models`)")
+        for n in found:
+            chosen[n] = [str(model_dir / "versions" / n / f"v{int(match.group(2)):04d}.pt")]
+    return chosen
+
+
+def muscle_pipeline(paths):
+    from lib.tasks.infer_muscle import MuscleInfer
+
+    task = MuscleInfer(paths=paths, labels=all_labels())
+    if not task.is_valid():
+        raise UserError("no weights for the muscle pipeline: run `python main.py pretrain`")
+    return task
+
+
+def evaluate(source: str, out, model: str = "live", model_dir=None, tags_csv=None, device: str = "cpu",
+             progress=print) -> dict:
+    """Score every labelled slice of ``source`` (folder or DICOMweb URL); write the report to ``out``."""
+    from lib.server.paths import APP_MODEL_DIR
+
+    out = Path(out)
+    task = muscle_pipeline(model_paths(model, model_dir or APP_MODEL_DIR))
+    studies = labelled_studies(source, out / "cache", tags_csv)
+    rows, slices, unknown, skipped = [], [], {}, {}
+    started = time.time()
+    for i, study in enumerate(studies, 1):
+        try:
+            scores = score_study(study, task, out / "predictions" / f"{study.id}.nii.gz", device)
+        except (UserError, ValueError) as e:  # one bad study is reported, the others still count
+            skipped[study.id] = str(e).splitlines()[0]
+            progress(f"[{i}/{len(studies)}] {study.id}: skipped ({skipped[study.id]})")
+            continue
+        rows += scores.rows
+        slices += scores.slices
+        if scores.unknown:
+            unknown[study.id] = scores.unknown
+        progress(f"[{i}/{len(studies)}] {study.id}: {len(scores.slices)} annotated slices")
+    if not slices:
+        raise UserError(f"no annotated slice could be evaluated in {source}"
+                        + (f" (skipped: {'; '.join(f'{k}: {v}' for k, v in skipped.items())})" if skipped else ""))
+    summary = summarise(rows, slices, unknown, skipped)
+    summary["run"] = {"source": str(source), "model": model, "seconds": round(time.time() - started, 1),
+                      "weights": {n: live_path(p) for n, p in task.paths.items()}}
+    out.mkdir(parents=True, exist_ok=True)
+    written = figures.write_figures(rows, slices, studies, out)
+    report.write_report(summary, rows, slices, written, out)
+    return summary

@@ -1,0 +1,125 @@
+"""The labelled studies of a datastore, with the tags an evaluation groups them by.
+
+A local datastore is MONAI Label's layout: ``<dir>/<id>.nii.gz`` images and
+``<dir>/labels/final/<id>.*`` labels, plus the ``datastore_v2.json`` index MONAI Label keeps
+(the info saved with each label: ``annotated_slices``, a viewer's ``label_info``). A DICOMweb
+URL is read through MONAI Label's own DICOMweb datastore (series and DICOM SEG labels).
+
+Tags: ``severity`` and ``subject`` of a study come from a CSV (columns ``id``, ``severity``,
+``subject``; ``<dir>/tags.csv`` by default, which ``python main.py generate`` writes), else
+from the image or label info in the index. A study without a subject is its own subject.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lib.errors import UserError
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+TAGS_FILE = "tags.csv"
+
+
+@dataclass
+class LabelledStudy:
+    """One image with a ``final`` label: paths, the label's info, and its tags."""
+
+    id: str
+    image: str
+    label: str
+    info: dict = field(default_factory=dict)
+    subject: str = ""
+    severity: str = ""
+
+
+def study_id(path: Path) -> str:
+    name = path.name
+    return next((name[: -len(s)] for s in IMAGE_SUFFIXES if name.endswith(s)), path.stem)
+
+
+def read_tags(path) -> dict[str, dict]:
+    """``id -> {"severity", "subject"}`` from a CSV with an ``id`` (or ``image``) column."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"tags file not found: {path}")
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if rows and not ({"id", "image"} & set(rows[0])):
+        raise UserError(f"{path.name}: a tags CSV needs an 'id' column (and 'severity', 'subject')")
+    return {(r.get("id") or r.get("image") or "").strip(): {k: (v or "").strip() for k, v in r.items()}
+            for r in rows}
+
+
+def _index(folder: Path) -> dict:
+    """MONAI Label's ``datastore_v2.json`` objects, or {} when there is none (or it is unreadable)."""
+    try:
+        return json.loads((folder / "datastore_v2.json").read_text()).get("objects", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _tag(study: LabelledStudy, tags: dict, image_info: dict) -> LabelledStudy:
+    row = tags.get(study.id, {})
+    for key in ("severity", "subject"):
+        value = row.get(key) or image_info.get(key) or study.info.get(key) or ""
+        setattr(study, key, str(value))
+    study.subject = study.subject or study.id
+    return study
+
+
+def local_studies(folder, tags_csv=None) -> list[LabelledStudy]:
+    """Every image of ``folder`` that has a ``labels/final`` label, in id order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"studies folder not found: {folder}")
+    tags = read_tags(tags_csv) if tags_csv else (read_tags(folder / TAGS_FILE) if (folder / TAGS_FILE).is_file() else {})
+    labels = {study_id(p): p for p in (folder / "labels" / "final").glob("*") if p.is_file() and not p.name.startswith(".")}
+    index = _index(folder)
+    studies = []
+    for image in sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(IMAGE_SUFFIXES)):
+        sid = study_id(image)
+        if sid not in labels:
+            continue
+        entry = index.get(sid, {})
+        info = entry.get("labels", {}).get("final", {}).get("info", {}) or {}
+        study = LabelledStudy(sid, str(image), str(labels[sid]), dict(info))
+        studies.append(_tag(study, tags, entry.get("image", {}).get("info", {}) or {}))
+    return studies
+
+
+def dicomweb_studies(url: str, cache: Path, tags_csv=None) -> list[LabelledStudy]:
+    """Labelled series of a DICOMweb server, fetched into ``cache`` by MONAI Label's datastore."""
+    from monailabel.config import settings
+    from monailabel.datastore.dicom import DICOMWebDatastore
+    from monailabel.datastore.utils.dicom import DICOMwebClientX
+
+    client = DICOMwebClientX(url=url, session=None, qido_url_prefix=settings.MONAI_LABEL_QIDO_PREFIX,
+                             wado_url_prefix=settings.MONAI_LABEL_WADO_PREFIX,
+                             stow_url_prefix=settings.MONAI_LABEL_STOW_PREFIX)
+    if settings.MONAI_LABEL_DICOMWEB_USERNAME:
+        from requests.auth import HTTPBasicAuth
+
+        client._session.auth = HTTPBasicAuth(settings.MONAI_LABEL_DICOMWEB_USERNAME,
+                                             settings.MONAI_LABEL_DICOMWEB_PASSWORD)
+    store = DICOMWebDatastore(client, search_filter={"Modality": "MR"}, cache_path=str(cache))
+    tags = read_tags(tags_csv) if tags_csv else {}
+    studies = []
+    for sid in sorted(store.get_labeled_images()):
+        label = store.get_label_uri(sid, "final")
+        study = LabelledStudy(sid, store.get_image_uri(sid), label, {})
+        studies.append(_tag(study, tags, store.get_image_info(sid) or {}))
+    return studies
+
+
+def labelled_studies(source: str, cache: Path, tags_csv=None) -> list[LabelledStudy]:
+    """The labelled studies of a folder or DICOMweb URL; a ``UserError`` when there are none."""
+    if str(source).startswith(("http://", "https://")):
+        studies = dicomweb_studies(str(source), cache, tags_csv)
+    else:
+        studies = local_studies(source, tags_csv)
+    if not studies:
+        raise UserError(f"no labelled studies in {source}: evaluation needs images with a labels/final label")
+    return studies

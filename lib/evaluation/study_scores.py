@@ -1,0 +1,117 @@
+"""Score the routed pipeline on the annotated slices of one labelled study.
+
+Only annotated slices are ground truth (SPEC §2: an unannotated slice is unknown, not
+background): the label info's ``annotated_slices``, else the slices holding any muscle. The
+pipeline runs on exactly those slices. Each (slice, muscle, side) present in the truth or the
+prediction gives one row of voxel counts (so any group's Dice can be pooled later), Hausdorff
+95 and mean surface distance in mm (2D, in-plane spacing). Sides come from world coordinates
+for both maps (``lib.transforms.postprocess.split_sides``), whatever the label stored.
+
+Label values that are no muscle of ours are counted as *unknown* and reported; their voxels
+are left out of every score (in the prediction too), never silently turned into background.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lib.data.annotations import MAX_GLOBAL_VALUE, annotated_slices, fold_sides, shapes_match, value_map
+from lib.data.phantom import annotated_slices as protocol_slices
+from lib.evaluation.metrics import surface_distances
+from lib.evaluation.studies import LabelledStudy
+from lib.labels import SIDE_OFFSET, all_labels, region_of_values
+from lib.transforms.loading import load_volume
+from lib.transforms.postprocess import axial_axis, split_sides
+
+MUSCLE_NAMES = {v: k for k, v in all_labels().items()}
+SIDES = ("right", "left")
+
+
+@dataclass
+class StudyScores:
+    """Rows of one study: per (slice, muscle, side), per slice, and its unknown label values."""
+
+    rows: list[dict] = field(default_factory=list)
+    slices: list[dict] = field(default_factory=list)
+    unknown: dict[int, int] = field(default_factory=dict)  # stored value -> voxels
+
+
+def known_values(label: np.ndarray, info: dict) -> tuple[np.ndarray, dict[int, int]]:
+    """Global values (sides folded) and the voxel count of each value that is no muscle of ours."""
+    mapping = value_map(info.get("label_info"))
+    label = np.asarray(label).astype(np.int64)
+    allowed = set(range(MAX_GLOBAL_VALUE + 1)) if mapping is None else {0, *mapping}
+    values, counts = np.unique(label, return_counts=True)
+    unknown = {int(v): int(c) for v, c in zip(values, counts) if int(v) not in allowed}
+    if mapping is not None:
+        lut = np.zeros(int(label.max(initial=0)) + 1, np.int64)
+        for stored, target in mapping.items():
+            if stored < lut.size:
+                lut[stored] = target
+        label = np.where(np.isin(label, list(unknown)), label, lut[label])
+    return label, unknown
+
+
+def _plane(volume: np.ndarray, k: int, axis: int) -> np.ndarray:
+    return np.take(volume, k, axis=axis)
+
+
+def score_study(study: LabelledStudy, infer_task, prediction_path: Path, device: str = "cpu") -> StudyScores:
+    """Run ``infer_task`` (the ``muscle`` pipeline) on the study's annotated slices and score them.
+
+    The predicted label volume is kept at ``prediction_path`` (NIfTI, the image's grid).
+    """
+    image = load_volume(study.image)
+    affine = image.affine.numpy()
+    label = load_volume(study.label, dtype=np.uint16)
+    if not shapes_match(label.shape[1:], image.shape[1:]) or not np.allclose(label.affine.numpy(), affine, atol=1e-3):
+        raise ValueError(f"label grid {tuple(label.shape[1:])} does not match its image {tuple(image.shape[1:])}")
+    truth, unknown = known_values(label[0].numpy().reshape(image.shape[1:4]), study.info)
+    ignore = np.isin(truth, list(unknown))
+    truth = np.where(ignore, 0, truth).astype(np.uint8)
+    axis = axial_axis(affine)
+    slices = annotated_slices(study.info, truth, axis)
+    result = StudyScores(unknown=unknown)
+    if not slices:
+        return result
+    label_path, answer = infer_task({"image": study.image, "slices": slices, "device": device})
+    prediction_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(label_path, prediction_path)
+    pred = load_volume(prediction_path, dtype=np.uint8)[0].numpy()
+    pred = np.where(ignore, 0, pred).astype(np.uint8)
+    truth_sides, pred_sides = split_sides(fold_sides(truth), affine), split_sides(fold_sides(pred), affine)
+
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    inplane = [float(s) for i, s in enumerate(spacing) if i != axis]
+    routed = {s["slice"]: s["region"] for s in answer.get("classification", {}).get("slices", [])}
+    study_region = region_of_values(np.unique(truth[truth > 0])) or "thigh"
+    protocol = protocol_slices(truth.shape[axis], study_region)
+    for k in slices:
+        t2, p2 = _plane(truth_sides, k, axis), _plane(pred_sides, k, axis)
+        present = sorted((set(np.unique(t2).tolist()) | set(np.unique(p2).tolist())) - {0})
+        hd95, msd = surface_distances(np.stack([p2 == v for v in present] or [np.zeros_like(p2, bool)])[:len(present)],
+                                      np.stack([t2 == v for v in present] or [np.zeros_like(t2, bool)])[:len(present)],
+                                      inplane)
+        truth_region = region_of_values(fold_sides(t2[t2 > 0]))
+        distance = int(min(abs(k - p) for p in protocol)) if protocol else -1
+        base = {"study": study.id, "subject": study.subject, "severity": study.severity, "slice": int(k),
+                "distance": distance}
+        slice_rows = []
+        for i, value in enumerate(present):
+            muscle_value = int(value) - SIDE_OFFSET if value > SIDE_OFFSET else int(value)
+            inter = int(np.count_nonzero((t2 == value) & (p2 == value)))
+            n_pred, n_truth = int(np.count_nonzero(p2 == value)), int(np.count_nonzero(t2 == value))
+            slice_rows.append({**base, "region": region_of_values([muscle_value]), "muscle": MUSCLE_NAMES[muscle_value],
+                               "value": muscle_value, "side": SIDES[int(value > SIDE_OFFSET)],
+                               "n_pred": n_pred, "n_truth": n_truth, "n_inter": inter,
+                               "dice": 2 * inter / (n_pred + n_truth), "hd95_mm": float(hd95[i]), "msd_mm": float(msd[i])})
+        result.rows += slice_rows
+        dices = [r["dice"] for r in slice_rows if r["n_truth"]]
+        result.slices.append({**base, "truth_region": truth_region or "",
+                              "predicted_region": routed.get(int(k), ""),
+                              "mean_dice": float(np.mean(dices)) if dices else float("nan")})
+    return result
