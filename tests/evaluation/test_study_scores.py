@@ -13,7 +13,7 @@ def test_viewer_segment_order_is_mapped_by_name_and_unknown_values_counted():
     label[2, :2, 1] = 9  # not in label_info
     info = {"label_info": [{"name": "Soleus", "idx": 1}, {"name": "Vastus Lateralis - Left", "idx": 2}]}
     glob, unknown = known_values(label, info)
-    assert set(np.unique(glob[0])) == {13} and set(np.unique(glob[1])) == {19}
+    assert set(np.unique(glob[0, :, 0])) == {13} and set(np.unique(glob[1, :, 0])) == {19}
     assert unknown == {9: 2}
     assert (glob[2, :2, 1] == 9).all()  # kept as is, to be masked out, not turned into a muscle
 
