@@ -3,6 +3,7 @@
 from lib.configs.base import MuscleTaskConfig
 from lib.labels import all_labels
 from lib.tasks.infer_muscle import MuscleInfer
+from lib.tasks.scoring_evaluation import EvaluationScoring
 from lib.tasks.scoring_slices import SliceUncertaintyScoring
 from lib.tasks.strategy_slices import UncertainSlices
 
@@ -18,4 +19,4 @@ class MuscleConfig(MuscleTaskConfig):
         return {"uncertain_slices": UncertainSlices(self.paths)}
 
     def scoring_method(self):
-        return {"slice_uncertainty": SliceUncertaintyScoring(self.paths)}
+        return {"slice_uncertainty": SliceUncertaintyScoring(self.paths), "evaluation": EvaluationScoring(self.model_dir)}

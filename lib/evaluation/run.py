@@ -64,11 +64,20 @@ def muscle_pipeline(paths):
 def evaluate(source: str, out, model: str = "live", model_dir=None, tags_csv=None, device: str = "cpu",
              progress=print) -> dict:
     """Score every labelled slice of ``source`` (folder or DICOMweb URL); write the report to ``out``."""
+    task = muscle_pipeline(model_paths(model, model_dir or default_model_dir()))
+    studies = labelled_studies(source, Path(out) / "cache", tags_csv)
+    return evaluate_studies(studies, task, out, {"source": str(source), "model": model}, device, progress)
+
+
+def default_model_dir() -> Path:
     from lib.server.paths import APP_MODEL_DIR
 
+    return APP_MODEL_DIR
+
+
+def evaluate_studies(studies, task, out, run: dict, device: str = "cpu", progress=print) -> dict:
+    """Score ``studies`` (``LabelledStudy``) with the ``muscle`` pipeline ``task``; write the report."""
     out = Path(out)
-    task = muscle_pipeline(model_paths(model, model_dir or APP_MODEL_DIR))
-    studies = labelled_studies(source, out / "cache", tags_csv)
     rows, slices, unknown, skipped = [], [], {}, {}
     started = time.time()
     for i, study in enumerate(studies, 1):
@@ -84,10 +93,10 @@ def evaluate(source: str, out, model: str = "live", model_dir=None, tags_csv=Non
             unknown[study.id] = scores.unknown
         progress(f"[{i}/{len(studies)}] {study.id}: {len(scores.slices)} annotated slices")
     if not slices:
-        raise UserError(f"no annotated slice could be evaluated in {source}"
+        raise UserError(f"no annotated slice could be evaluated in {run.get('source', 'the datastore')}"
                         + (f" (skipped: {'; '.join(f'{k}: {v}' for k, v in skipped.items())})" if skipped else ""))
     summary = summarise(rows, slices, unknown, skipped)
-    summary["run"] = {"source": str(source), "model": model, "seconds": round(time.time() - started, 1),
+    summary["run"] = {**run, "seconds": round(time.time() - started, 1),
                       "weights": {n: live_path(p) for n, p in task.paths.items()}}
     out.mkdir(parents=True, exist_ok=True)
     written = figures.write_figures(rows, slices, studies, out)

@@ -90,8 +90,19 @@ def local_studies(folder, tags_csv=None) -> list[LabelledStudy]:
     return studies
 
 
+def datastore_studies(datastore, tags: dict | None = None) -> list[LabelledStudy]:
+    """Labelled images of any MONAI Label datastore (local, DICOMweb), fetched as it serves them."""
+    studies = []
+    for sid in sorted(datastore.get_labeled_images()):
+        label_id = datastore.get_label_by_image_id(sid, "final") or sid
+        info = datastore.get_label_info(label_id, "final") or {}
+        study = LabelledStudy(sid, datastore.get_image_uri(sid), datastore.get_label_uri(label_id, "final"), dict(info))
+        studies.append(_tag(study, tags or {}, datastore.get_image_info(sid) or {}))
+    return studies
+
+
 def dicomweb_studies(url: str, cache: Path, tags_csv=None) -> list[LabelledStudy]:
-    """Labelled series of a DICOMweb server, fetched into ``cache`` by MONAI Label's datastore."""
+    """Labelled MR series of a DICOMweb server (DICOM SEG labels), through MONAI Label's datastore."""
     from monailabel.config import settings
     from monailabel.datastore.dicom import DICOMWebDatastore
     from monailabel.datastore.utils.dicom import DICOMwebClientX
@@ -105,13 +116,7 @@ def dicomweb_studies(url: str, cache: Path, tags_csv=None) -> list[LabelledStudy
         client._session.auth = HTTPBasicAuth(settings.MONAI_LABEL_DICOMWEB_USERNAME,
                                              settings.MONAI_LABEL_DICOMWEB_PASSWORD)
     store = DICOMWebDatastore(client, search_filter={"Modality": "MR"}, cache_path=str(cache))
-    tags = read_tags(tags_csv) if tags_csv else {}
-    studies = []
-    for sid in sorted(store.get_labeled_images()):
-        label = store.get_label_uri(sid, "final")
-        study = LabelledStudy(sid, store.get_image_uri(sid), label, {})
-        studies.append(_tag(study, tags, store.get_image_info(sid) or {}))
-    return studies
+    return datastore_studies(store, read_tags(tags_csv) if tags_csv else {})
 
 
 def labelled_studies(source: str, cache: Path, tags_csv=None) -> list[LabelledStudy]:

@@ -104,6 +104,7 @@ def summarise(rows, slices, unknown: dict, skipped: dict) -> dict:
         "muscles": per_muscle(rows),
         "sides": grouped(rows, lambda r: r["side"], "side"),
         "subjects": grouped(rows, lambda r: r["subject"], "subject"),
+        "per_study": grouped(rows, lambda r: r["study"], "study"),
         "severity": grouped([r for r in rows if r["severity"]], lambda r: r["severity"], "severity"),
         "distance": grouped(rows, lambda r: distance_band(r["distance"]), "band"),
         "unknown_values": unknown,
