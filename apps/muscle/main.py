@@ -26,6 +26,7 @@ from monailabel.tasks.activelearning.first import First  # noqa: E402
 from lib.configs import CONFIGS  # noqa: E402
 from lib.data.datastore import MuscleDatastore  # noqa: E402
 from lib.server.errors import install_error_handlers  # noqa: E402
+from lib.server.evaluation_routes import install_evaluation_routes  # noqa: E402
 from lib.server.settings import apply_server_defaults  # noqa: E402
 from lib.tasks.strategy_slices import RandomSlices  # noqa: E402
 
@@ -45,6 +46,7 @@ class MuscleApp(MONAILabelApp):
             self.configs[name] = config
         apply_server_defaults()
         install_error_handlers()
+        install_evaluation_routes()
         super().__init__(
             app_dir=app_dir,
             studies=studies,

@@ -20,7 +20,7 @@ def test_info_lists_app_strategies_and_models(server):
     assert info["name"].startswith("Muscle segmentation")
     assert {"random", "uncertain_slices", "first"} <= set(info["strategies"])
     assert set(info["trainers"]) == {"muscle", "classifier", "segmentation_thigh", "segmentation_leg"}
-    assert "slice_uncertainty" in info["scoring"]
+    assert {"slice_uncertainty", "evaluation"} <= set(info["scoring"])
     assert info["trainers"]["segmentation_thigh"]["config"]["tolerance"] == 0.005
     models = info["models"]
     assert set(models) == {"muscle", "classifier", "segmentation_thigh", "segmentation_leg"}
