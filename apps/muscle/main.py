@@ -27,6 +27,7 @@ from lib.configs import CONFIGS  # noqa: E402
 from lib.data.datastore import MuscleDatastore  # noqa: E402
 from lib.server.errors import install_error_handlers  # noqa: E402
 from lib.server.evaluation_routes import install_evaluation_routes  # noqa: E402
+from lib.server.guard import install_request_guard  # noqa: E402
 from lib.server.settings import apply_server_defaults  # noqa: E402
 from lib.tasks.strategy_slices import RandomSlices  # noqa: E402
 
@@ -47,6 +48,8 @@ class MuscleApp(MONAILabelApp):
         apply_server_defaults()
         install_error_handlers()
         install_evaluation_routes()
+        # bad ids, unknown names, malformed params JSON and oversized uploads: 4xx before any task
+        self.max_upload_mb = install_request_guard(conf)
         super().__init__(
             app_dir=app_dir,
             studies=studies,

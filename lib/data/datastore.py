@@ -10,22 +10,30 @@ MONAI Label's ``original``, where our own infer results go) is checked against i
 values or muscle names, an empty label or a file that is not an image raise ``UserError``
 (HTTP 422), an unknown image id ``NotFoundError`` (404), and the label already stored and its
 ``datastore_v2.json`` entry stay as they were. The saved info gets the ``annotated_slices``
-the check found when the client did not send them. Everything else behaves exactly as MONAI
-Label's ``LocalDatastore``.
+the check found when the client did not send them.
+
+Ids, tags and file types are checked too, whatever route calls the datastore: an image id or a
+label tag must be a plain name (no ``/``, ``..``: nothing is written outside the studies
+folder), a stored file's type must be one the datastore lists (an upload named ``.json`` could
+otherwise replace ``datastore_v2.json``), and an uploaded image must load (``load_volume``:
+header limits, corrupt data) before it is stored. Writes are atomic and durable
+(``lib.data.safe_datastore``); everything else behaves as MONAI Label's ``LocalDatastore``.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 
 import nibabel as nib
 import numpy as np
-from monailabel.datastore.local import LocalDatastore
 from monailabel.interfaces.datastore import DefaultLabelTag
 
 from lib.data.annotations import LabelCheck, check_label, shapes_match
+from lib.data.safe_datastore import SafeLocalDatastore
 from lib.errors import NotFoundError, UserError
+from lib.server.names import check_identifier
 from lib.transforms.loading import NIBABEL_SUFFIXES, check_shape, load_volume
 
 logger = logging.getLogger(__name__)
@@ -104,9 +112,16 @@ def read_label(path: str, image_shape) -> tuple[np.ndarray, np.ndarray]:
     return volume.numpy()[0], np.asarray(volume.affine, dtype=np.float64)
 
 
-class MuscleDatastore(LocalDatastore):
+def _plain_name(key: str, value) -> str:
+    problem = check_identifier(key, value)
+    if problem:
+        raise UserError(problem)
+    return value
+
+
+class MuscleDatastore(SafeLocalDatastore):
     """``LocalDatastore`` that skips (and logs once) files whose header cannot be read, and
-    checks every client-saved label against its image before storing it."""
+    checks ids, file types, uploaded images and every client-saved label before storing them."""
 
     def __init__(self, *args, **kwargs):
         self._checked: dict[tuple[str, float], bool] = {}
@@ -128,15 +143,37 @@ class MuscleDatastore(LocalDatastore):
             self._checked[key] = ok
         return self._checked[key]
 
+    def _served_ext(self, filename: str, what: str) -> str:
+        """The file's datastore extension; ``UserError`` when the datastore would not list it."""
+        _, ext = self._to_id(os.path.basename(filename))
+        if not any(fnmatch.fnmatch(f"x{ext}", pattern) for pattern in self._extensions):
+            allowed = ", ".join(p.lstrip("*") for p in self._extensions)
+            raise UserError(f"{what} file type {ext or '(none)'!r} is not served (allowed: {allowed})")
+        return ext
+
+    def add_image(self, image_id: str, image_filename: str, image_info) -> str:
+        """Check the id, the type and that the upload loads, then store it (atomically)."""
+        name_id, _ = self._to_id(os.path.basename(image_filename))
+        _plain_name("image", image_id or name_id)
+        self._served_ext(image_filename, "image")
+        try:
+            load_volume(image_filename)  # header limits first, then every voxel: corrupt data fails here
+        except UserError as exc:
+            message = _one_line(exc).replace(image_filename, "upload").removeprefix(f"{os.path.basename(image_filename)}: ")
+            raise UserError(f"image file: {message}") from None
+        return super().add_image(image_id, image_filename, image_info)
+
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info) -> str:
         """Check, then save: see the module doc. Returns the label id (the image id)."""
+        tag = _plain_name("tag", getattr(label_tag, "value", label_tag))
         if not self._datastore.objects.get(image_id):
             raise NotFoundError(f"image {image_id!r} not found")
-        tag = getattr(label_tag, "value", label_tag)
         if tag == DefaultLabelTag.ORIGINAL.value:  # our own infer results, saved by MONAI Label
+            self._served_ext(label_filename, "label")
             return super().save_label(image_id, label_filename, label_tag, label_info)
         info = dict(label_info or {})
         check = self.check_label_file(image_id, label_filename, info)
+        self._served_ext(label_filename, "label")  # after the check: "not an image" says more
         if info.get("annotated_slices") is None:
             info["annotated_slices"] = check.slices
         logger.info(f"Label for {image_id} ({tag}): values {check.values}, annotated slices {check.slices}")

@@ -5,7 +5,7 @@ NIfTI/RAS world affine (MONAI's convention; ``ToModelGridd`` reorients it to LPS
 ``filename_or_obj``, ``source_format`` (nifti | dicom | itk), ``original_shape`` (the file's),
 ``echo`` and ``num_echoes`` (which echo of a 4D multi-echo file was used; 3D files: 0 of 1),
 ``nonfinite_voxels`` (NaN/Inf voxels, replaced by 0 because the robust normalisation and the
-networks need finite numbers) and ``constant`` (a constant image is allowed: it normalises to 0).
+networks need finite numbers; an image with no finite voxel at all is refused) and ``constant`` (a constant image is allowed: it normalises to 0).
 
 A 2D image is one axial slice (Z = 1). Every problem a user can cause (missing, empty, corrupt
 or non-image file, a header claiming absurd dimensions, a slice smaller than 16 x 16, an echo that
@@ -115,6 +115,8 @@ def _to_dtype(arr: np.ndarray, dtype, name: str):
     arr = np.asarray(arr).reshape(arr.shape[:3] if arr.ndim >= 3 else arr.shape + (1,))
     bad = ~np.isfinite(arr) if arr.dtype.kind == "f" else np.zeros(arr.shape, bool)
     if np.dtype(dtype).kind == "f":
+        if arr.size and bad.all():  # nothing left to segment once NaN/Inf become 0
+            raise UserError(f"{name}: every voxel is NaN or infinite; no image data to use")
         out = arr.astype(dtype)
         out[bad] = 0
         return out, int(bad.sum())
