@@ -57,4 +57,4 @@ def run_parallel(fn, size: int, *args, result_path: str):
     os.environ["MASTER_PORT"] = str(_free_port())  # MONAI Label's random 1234-1334 may be taken
     os.environ["MUSCLE_DDP_RESULT"] = result_path
     mp.spawn(_worker, args=(size, backend, fn, args), nprocs=size, join=True)
-    return torch.load(result_path, weights_only=False)
+    return torch.load(result_path, weights_only=True)  # plain data (dict, numbers, str) by design: no unpickling of objects
