@@ -15,7 +15,6 @@ import re
 import time
 from pathlib import Path
 
-from lib.configs.base import SHIPPED_WEIGHTS
 from lib.errors import UserError
 from lib.evaluation import figures, report
 from lib.evaluation.studies import labelled_studies
@@ -30,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 def model_paths(model: str, model_dir) -> dict[str, list[str]]:
     """Weight files per network for the ``muscle`` pipeline (the last existing one is used)."""
+    from lib.configs.base import SHIPPED_WEIGHTS  # here: lib.configs imports the scoring task, which imports us
+
     model_dir = Path(model_dir)
     live = {n: [str(SHIPPED_WEIGHTS / f"{n}.pt"), str(model_dir / f"{n}.pt")] for n in NETWORKS}
     if model == "live":
