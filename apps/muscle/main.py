@@ -25,6 +25,8 @@ from monailabel.tasks.activelearning.first import First  # noqa: E402
 
 from lib.configs import CONFIGS  # noqa: E402
 from lib.data.datastore import MuscleDatastore  # noqa: E402
+from lib.data.dicomweb_datastore import dicomweb_datastore  # noqa: E402
+from lib.server.auth import install_auth_fix  # noqa: E402
 from lib.server.errors import install_error_handlers  # noqa: E402
 from lib.server.evaluation_routes import install_evaluation_routes  # noqa: E402
 from lib.server.guard import install_request_guard  # noqa: E402
@@ -50,6 +52,7 @@ class MuscleApp(MONAILabelApp):
         install_evaluation_routes()
         # bad ids, unknown names, malformed params JSON and oversized uploads: 4xx before any task
         self.max_upload_mb = install_request_guard(conf)
+        install_auth_fix()  # MONAI Label's bearer-token check, usable with PyJWT 2
         super().__init__(
             app_dir=app_dir,
             studies=studies,
@@ -60,8 +63,8 @@ class MuscleApp(MONAILabelApp):
         )
 
     def init_datastore(self):
-        if self.studies.startswith(("http://", "https://")):
-            return super().init_datastore()
+        if self.studies.startswith(("http://", "https://")) and settings.MONAI_LABEL_DATASTORE.lower() != "dsa":
+            return dicomweb_datastore(self.studies)  # checked labels, muscle-named DICOM SEG
         return MuscleDatastore(
             self.studies,
             extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,

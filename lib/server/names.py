@@ -57,5 +57,9 @@ def check_route_name(path: str) -> tuple[int, str] | None:
     tasks = _app_tasks(attribute)
     if tasks is None or parts[1] in tasks:
         return None
+    from monailabel.config import settings
+
+    if settings.MONAI_LABEL_AUTH_ENABLE:  # answered before the token check: list nothing to strangers
+        return 404, f"unknown {noun} {parts[1]!r} (GET /info/ lists them)"
     available = ", ".join(sorted(tasks)) or "none"
     return 404, f"unknown {noun} {parts[1]!r} (available: {available})"
