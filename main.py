@@ -34,6 +34,7 @@ COMMANDS = {
     "models": "list published model versions, or roll one back",
     "evaluate": "Dice, surface distances and classifier accuracy on a labelled datastore",
     "bench": "run the speed benchmarks",
+    "upload": "send NIfTI studies (as MR DICOM) or DICOM folders to a DICOMweb PACS",
 }
 
 

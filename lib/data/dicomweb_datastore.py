@@ -1,0 +1,126 @@
+"""MONAI Label's DICOMweb datastore, with this app's label checks and muscle-named DICOM SEG.
+
+MONAI Label's ``DICOMWebDatastore.save_label`` turns a saved label into a DICOM SEG whose
+i-th segment takes the i-th ``label_info`` entry *by position*, whatever its ``idx``, with a
+spleen code for every segment. A viewer's label (Slicer's segment order, OHIF's names) would
+then be stored under the wrong names. Here a ``final`` label is first checked against its
+image exactly as in the local datastore (``lib.data.annotations.check_label``: grid, values,
+names, empty → ``UserError``, HTTP 422; nothing is sent to the PACS), converted to our global
+values, and sent with one ``label_info`` entry per value in value order, each with a dcmqi
+segment description: label = muscle name (``_left`` / ``_right`` when split), category
+*Anatomical Structure*, type *Muscle of lower limb* (SNOMED CT codes from pydicom's
+dictionary), laterality as a type modifier.
+
+``dicomweb_datastore(url)`` builds it from MONAI Label's settings as ``MONAILabelApp`` does,
+but fails with a clear message instead of downloading dcmqi when ``itkimage2segimage`` is
+missing (the machine may be offline; ``pip install dcmqi`` provides it).
+"""
+
+from __future__ import annotations
+
+import colorsys
+import os
+import shutil
+import tempfile
+
+import numpy as np
+from monailabel.datastore.dicom import DICOMwebClientX, DICOMWebDatastore
+from monailabel.datastore.local import LocalDatastore
+from monailabel.datastore.utils.convert import binary_to_image
+from monailabel.interfaces.datastore import DefaultLabelTag
+
+from lib.data.annotations import check_label
+from lib.data.datastore import read_grid, read_label
+from lib.data.io import save_nifti
+from lib.errors import NotFoundError, UserError
+from lib.labels import SIDE_OFFSET, all_labels
+
+CATEGORY = {"CodeValue": "123037004", "CodingSchemeDesignator": "SCT", "CodeMeaning": "Anatomical Structure"}
+MUSCLE = {"CodeValue": "102292000", "CodingSchemeDesignator": "SCT", "CodeMeaning": "Muscle of lower limb"}
+SIDES = {"right": {"CodeValue": "24028007", "CodingSchemeDesignator": "SCT", "CodeMeaning": "Right"},
+         "left": {"CodeValue": "7771000", "CodingSchemeDesignator": "SCT", "CodeMeaning": "Left"}}
+
+
+def segment_name(value: int, split: bool) -> tuple[str, str | None]:
+    """(segment label, side or None) of a global value; ``split``: the label holds left values."""
+    names = {v: k for k, v in all_labels().items()}
+    if value > SIDE_OFFSET:
+        return f"{names[value - SIDE_OFFSET]}_left", "left"
+    return (f"{names[value]}_right", "right") if split else (names[value], None)
+
+
+def segment_entries(values: list[int]) -> list[dict]:
+    """``label_info`` for ``nifti_to_dicom_seg``: one entry per value, in value order."""
+    split = any(v > SIDE_OFFSET for v in values)
+    entries = []
+    for value in values:
+        name, side = segment_name(value, split)
+        hue = ((value - 1) % SIDE_OFFSET) * 0.618034 % 1.0  # neighbours get distant hues
+        rgb = [int(255 * c) for c in colorsys.hsv_to_rgb(hue, 0.75, 0.95 if side != "left" else 0.7)]
+        attribute = {"labelID": int(value), "SegmentLabel": name, "SegmentDescription": name.replace("_", " "),
+                     "SegmentAlgorithmType": "SEMIAUTOMATIC", "SegmentAlgorithmName": "muscle",
+                     "SegmentedPropertyCategoryCodeSequence": CATEGORY, "SegmentedPropertyTypeCodeSequence": MUSCLE,
+                     "recommendedDisplayRGBValue": rgb}
+        if side:
+            attribute["SegmentedPropertyTypeModifierCodeSequence"] = SIDES[side]
+        entries.append({"name": name, "idx": int(value), "color": rgb, "model_name": "muscle",
+                        "segmentAttribute": attribute})
+    return entries
+
+
+class MuscleDicomWebDatastore(DICOMWebDatastore):
+    """``DICOMWebDatastore`` whose ``final`` labels are checked and stored as muscle-named SEG."""
+
+    def get_label_uri(self, label_id: str, label_tag: str, image_id: str = "") -> str:
+        """The cached copy of a label saved through this server, when there is one.
+
+        MONAI Label's version fetches the series *named* ``label_id`` from the PACS; our
+        training code asks by image id (a label's id is its image's), which would fetch the
+        MR series itself and fail to read it as a SEG.
+        """
+        cached = LocalDatastore.get_label_uri(self, label_id, label_tag)
+        if cached and os.path.exists(cached):
+            return cached
+        return super().get_label_uri(label_id, label_tag, image_id)
+
+    def save_label(self, image_id: str, label_filename: str, label_tag, label_info, label_id: str = "") -> str:
+        tag = getattr(label_tag, "value", label_tag)
+        if tag != DefaultLabelTag.FINAL.value:  # our own infer results ("original"): cache only
+            return super().save_label(image_id, label_filename, label_tag, label_info)
+        if image_id not in self.list_images():
+            raise NotFoundError(f"image {image_id!r} not found in the PACS (MR series)")
+        image_uri = self.get_image_uri(image_id)
+        with tempfile.TemporaryDirectory() as tmp:
+            if label_filename.endswith(".bin"):  # OHIF's raw label buffer
+                label_filename = shutil.move(binary_to_image(image_uri, label_filename), os.path.join(tmp, "bin.nii.gz"))
+            shape, affine = read_grid(image_uri, f"image {image_id!r}")
+            label, label_affine = read_label(label_filename, shape)
+            info = dict(label_info or {})
+            check = check_label(label, label_affine, shape, affine, info)
+            path = os.path.join(tmp, "label.nii.gz")
+            save_nifti(path, check.label.astype(np.uint8), label_affine)
+            info["label_info"] = segment_entries(sorted(int(v) for v in np.unique(check.label) if v))
+            info.setdefault("annotated_slices", check.slices)
+            return super().save_label(image_id, path, label_tag, info)
+
+
+def dicomweb_datastore(url: str) -> MuscleDicomWebDatastore:
+    """The datastore for a DICOMweb URL, from MONAI Label's settings (module doc)."""
+    from dicomweb_client.session_utils import create_session_from_user_pass
+    from monailabel.config import settings
+
+    if shutil.which("itkimage2segimage") is None:
+        raise UserError("itkimage2segimage (dcmqi) is not on PATH: pip install dcmqi, or start the server "
+                        "with the virtual environment's bin folder on PATH")
+    session = None
+    if settings.MONAI_LABEL_DICOMWEB_USERNAME and settings.MONAI_LABEL_DICOMWEB_PASSWORD:
+        session = create_session_from_user_pass(settings.MONAI_LABEL_DICOMWEB_USERNAME,
+                                                settings.MONAI_LABEL_DICOMWEB_PASSWORD)
+    client = DICOMwebClientX(url=url, session=session, qido_url_prefix=settings.MONAI_LABEL_QIDO_PREFIX,
+                             wado_url_prefix=settings.MONAI_LABEL_WADO_PREFIX,
+                             stow_url_prefix=settings.MONAI_LABEL_STOW_PREFIX)
+    cache_path = (settings.MONAI_LABEL_DICOMWEB_CACHE_PATH or "").strip()
+    return MuscleDicomWebDatastore(client=client, search_filter=settings.MONAI_LABEL_DICOMWEB_SEARCH_FILTER,
+                                   cache_path=cache_path or None,
+                                   fetch_by_frame=settings.MONAI_LABEL_DICOMWEB_FETCH_BY_FRAME,
+                                   convert_to_nifti=settings.MONAI_LABEL_DICOMWEB_CONVERT_TO_NIFTI)
