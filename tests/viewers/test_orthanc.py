@@ -190,3 +190,25 @@ def test_a_label_with_unknown_muscle_names_is_refused_and_nothing_reaches_the_pa
                          files={"label": ("label.nii.gz", f)}, timeout=120)
     assert r.status_code == 422 and "Biceps Brachii" in r.text
     assert len(seg_series(orthanc)) == before
+
+
+def test_a_folder_of_dicom_files_is_uploaded_as_it_is(orthanc, tmp_path):
+    """Runs after the sequence tests: it adds a second MR series to the PACS."""
+    env = {**server_env(), "MONAI_LABEL_DICOMWEB_USERNAME": USER, "MONAI_LABEL_DICOMWEB_PASSWORD": orthanc.password}
+    upload = [sys.executable, "main.py", "upload"]
+    run = subprocess.run([*upload, str(ROOT / "studies" / "real_leg_t1.nii.gz"), "--out", str(tmp_path / "dcm")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    folder = tmp_path / "dcm" / "real_leg_t1"
+    files = sorted(folder.glob("*.dcm"))
+    written = pydicom.dcmread(files[0])
+    (folder / "README.txt").write_text("not DICOM: skipped")
+    before = {s["0020000E"]["Value"][0] for s in orthanc.client.search_for_series(search_filters={"Modality": "MR"})}
+    run = subprocess.run([*upload, str(tmp_path / "dcm"), "--url", orthanc.url], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    after = {s["0020000E"]["Value"][0] for s in orthanc.client.search_for_series(search_filters={"Modality": "MR"})}
+    assert after - before == {str(written.SeriesInstanceUID)} and f"({len(files)} instances)" in run.stdout
+    stored = orthanc.client.retrieve_instance(str(written.StudyInstanceUID), str(written.SeriesInstanceUID),
+                                              str(written.SOPInstanceUID))
+    assert np.array_equal(stored.pixel_array, written.pixel_array)  # sent as it was, pixels untouched
