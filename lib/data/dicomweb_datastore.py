@@ -11,6 +11,9 @@ segment description: label = muscle name (``_left`` / ``_right`` when split), ca
 *Anatomical Structure*, type *Muscle of lower limb* (SNOMED CT codes from pydicom's
 dictionary), laterality as a type modifier.
 
+A series that mixes echoes or magnitude/phase images is served as its first echo's
+magnitude (``get_image_uri``; ``lib/data/dicom_series.py``).
+
 ``dicomweb_datastore(url)`` builds it from MONAI Label's settings as ``MONAILabelApp`` does,
 but fails with a clear message instead of downloading dcmqi when ``itkimage2segimage`` is
 missing (the machine may be offline; ``pip install dcmqi`` provides it).
@@ -19,6 +22,7 @@ missing (the machine may be offline; ``pip install dcmqi`` provides it).
 from __future__ import annotations
 
 import colorsys
+import logging
 import os
 import shutil
 import tempfile
@@ -27,14 +31,17 @@ import numpy as np
 from monailabel.datastore.dicom import DICOMwebClientX, DICOMWebDatastore
 from monailabel.datastore.local import LocalDatastore
 from monailabel.datastore.utils.convert import binary_to_image
+from monailabel.datastore.utils.dicom import dicom_web_download_series
 from monailabel.interfaces.datastore import DefaultLabelTag
 
 from lib.data.annotations import check_label
 from lib.data.datastore import read_grid, read_label
+from lib.data.dicom_series import select_volume
 from lib.data.io import save_nifti
 from lib.errors import NotFoundError, UserError
 from lib.labels import SIDE_OFFSET, all_labels
 
+logger = logging.getLogger(__name__)
 CATEGORY = {"CodeValue": "123037004", "CodingSchemeDesignator": "SCT", "CodeMeaning": "Anatomical Structure"}
 MUSCLE = {"CodeValue": "102292000", "CodingSchemeDesignator": "SCT", "CodeMeaning": "Muscle of lower limb"}
 SIDES = {"right": {"CodeValue": "24028007", "CodingSchemeDesignator": "SCT", "CodeMeaning": "Right"},
@@ -70,6 +77,42 @@ def segment_entries(values: list[int]) -> list[dict]:
 
 class MuscleDicomWebDatastore(DICOMWebDatastore):
     """``DICOMWebDatastore`` whose ``final`` labels are checked and stored as muscle-named SEG."""
+
+    def __init__(self, *args, **kwargs):
+        self._unusable: dict[str, str] = {}  # series id -> why no volume can be built from it
+        super().__init__(*args, **kwargs)
+
+    def list_images(self):
+        """The PACS's series, less those found unusable (missing geometry, mixed): the others
+        stay served and a strategy does not meet a broken series again."""
+        return [i for i in super().list_images() if i not in self._unusable]
+
+    def get_image_uri(self, image_id: str) -> str:
+        """The series as one NIfTI volume: of a multi-echo / multi-type series only the first
+        echo's magnitude images (``lib.data.dicom_series``), the others moved out of the cached
+        series folder (MONAI Label's converter and the SEG writer read the whole folder); which
+        images were used goes to the log and to the image's info (``volume``)."""
+        image_dir = os.path.realpath(os.path.join(self._datastore.image_path(), image_id))
+        converted = os.path.join(self._datastore.image_path(), f"{image_id}.nii.gz")
+        if not self._convert_to_nifti or os.path.exists(converted):
+            return super().get_image_uri(image_id)
+        if not os.path.isdir(image_dir) or not os.listdir(image_dir):
+            dicom_web_download_series(None, image_id, image_dir, self._client, self._fetch_by_frame)
+        try:
+            selection = select_volume(image_dir, image_id)
+        except UserError as exc:
+            if image_id not in self._unusable:
+                logger.warning(f"Series {image_id} is not served: {exc}")
+            self._unusable[image_id] = str(exc)
+            raise
+        if selection.dropped:
+            os.makedirs(image_dir + ".unused", exist_ok=True)
+            for path in selection.dropped:
+                shutil.move(str(path), os.path.join(image_dir + ".unused", path.name))
+            logger.warning(f"Series {image_id}: using {selection.description}")
+        uri = super().get_image_uri(image_id)
+        self.update_image_info(image_id, {"volume": selection.description})
+        return uri
 
     def get_label_uri(self, label_id: str, label_tag: str, image_id: str = "") -> str:
         """The cached copy of a label saved through this server, when there is one.

@@ -107,7 +107,8 @@ def pacs_server(orthanc, phantom_series, tmp_path_factory):
     base = tmp_path_factory.mktemp("pacs_server")
     saved = dict(os.environ)
     os.environ.update({"MONAI_LABEL_DICOMWEB_USERNAME": USER, "MONAI_LABEL_DICOMWEB_PASSWORD": orthanc.password,
-                       "MONAI_LABEL_DICOMWEB_CACHE_PATH": str(base / "cache")})
+                       "MONAI_LABEL_DICOMWEB_CACHE_PATH": str(base / "cache"),
+                       "MONAI_LABEL_DICOMWEB_CACHE_EXPIRY": "1"})  # series uploaded later are listed
     try:
         server = Server(orthanc.url, base / "server.log")  # Popen copied the environment
     finally:
@@ -212,3 +213,42 @@ def test_a_folder_of_dicom_files_is_uploaded_as_it_is(orthanc, tmp_path):
     stored = orthanc.client.retrieve_instance(str(written.StudyInstanceUID), str(written.SeriesInstanceUID),
                                               str(written.SOPInstanceUID))
     assert np.array_equal(stored.pixel_array, written.pixel_array)  # sent as it was, pixels untouched
+
+
+def test_a_multi_echo_series_is_served_as_its_first_echo_and_a_broken_one_does_not_stop_the_others(
+        orthanc, pacs_server, tmp_path):
+    """Runs last: adds a 2-echo magnitude/phase series and one without slice positions."""
+    from lib.data.dicom_export import volume_to_series
+    from tests.viewers.test_dicom_series import multi_echo_series, write
+
+    phantom = generate_phantom("leg", 20_043, n_slices=4, spacing=(1.2, 1.2, 6.0), shape=(160, 128))
+    mixed = multi_echo_series(phantom.image, phantom.affine)
+    broken = volume_to_series(phantom.image, phantom.affine, "no-positions")
+    for ds in broken:
+        del ds.ImagePositionPatient
+    write(mixed, tmp_path / "dicom" / "mixed")
+    write(broken, tmp_path / "dicom" / "broken")
+    env = {**server_env(), "MONAI_LABEL_DICOMWEB_USERNAME": USER, "MONAI_LABEL_DICOMWEB_PASSWORD": orthanc.password}
+    run = subprocess.run([sys.executable, "main.py", "upload", str(tmp_path / "dicom"), "--url", orthanc.url],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    mixed_id, broken_id = str(mixed[0].SeriesInstanceUID), str(broken[0].SeriesInstanceUID)
+    time.sleep(2)  # the server's series list is cached for MONAI_LABEL_DICOMWEB_CACHE_EXPIRY (1 s here)
+
+    r = requests.post(f"{pacs_server.url}/infer/muscle", params={"image": broken_id, "output": "json"}, timeout=300)
+    assert r.status_code == 422 and "lack ImagePositionPatient" in r.text, r.text
+    r = requests.post(f"{pacs_server.url}/infer/muscle", params={"image": mixed_id, "output": "json"}, timeout=300)
+    assert r.status_code == 200, r.text
+    assert r.json()["classification"]["region"] == "leg"
+    info = requests.get(f"{pacs_server.url}/datastore/image/info", params={"image": mixed_id}, timeout=30).json()
+    assert info["volume"].startswith("echo 1 magnitude: 4 of 16 images")
+    image = requests.get(f"{pacs_server.url}/datastore/image", params={"image": mixed_id}, timeout=60)
+    (tmp_path / "mixed.nii.gz").write_bytes(image.content)
+    import nibabel as nib
+
+    served = nib.load(tmp_path / "mixed.nii.gz")
+    assert np.array_equal(np.asarray(served.dataobj), phantom.image)  # echo 1 magnitude, in order
+    stats = requests.get(f"{pacs_server.url}/datastore/", params={"output": "stats"}, timeout=30).json()
+    assert stats["total"] == 3  # phantom, real slice, the mixed series; not the broken one
+    sample = requests.post(f"{pacs_server.url}/activelearning/uncertain_slices", json={}, timeout=600)
+    assert sample.status_code == 200 and sample.json()["id"] != broken_id, sample.text
