@@ -54,6 +54,12 @@ class Orthanc:
         except requests.ConnectionError:
             return False
 
+    @staticmethod
+    def install_error() -> str:
+        """Why ``scripts/orthanc.sh install`` failed, or "" when Orthanc is (now) installed."""
+        run = subprocess.run(["bash", "scripts/orthanc.sh", "install"], cwd=ROOT, capture_output=True, text=True)
+        return "" if run.returncode == 0 else (run.stderr.strip().splitlines() or ["failed"])[-1]
+
     def stop(self):
         self.process.terminate()
         self.process.wait(timeout=30)
@@ -62,18 +68,17 @@ class Orthanc:
 
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory):
-    installed = subprocess.run(["bash", "scripts/orthanc.sh", "install"], cwd=ROOT, capture_output=True, text=True)
-    if installed.returncode != 0:
-        pytest.skip(f"Orthanc cannot be installed here: {installed.stderr.strip().splitlines()[-1:]}")
+    why = Orthanc.install_error()
+    if why:
+        pytest.skip(f"Orthanc cannot be installed here: {why}")
     pacs = Orthanc(tmp_path_factory.mktemp("orthanc"))
     yield pacs
     pacs.stop()
 
 
-@pytest.fixture(scope="module")
-def phantom_series(orthanc, tmp_path_factory):
+def upload_phantom(orthanc, folder):
     """One leg phantom uploaded with ``python main.py upload``, as the README says."""
-    folder = tmp_path_factory.mktemp("phantoms")
+    folder.mkdir(parents=True, exist_ok=True)
     phantom = generate_phantom("leg", 20_011, n_slices=6, severity="mild", spacing=(1.2, 1.2, 6.0), shape=(240, 200))
     save_nifti(folder / "phantom_leg_20011.nii.gz", phantom.image, phantom.affine)
     env = {**server_env(), "MONAI_LABEL_DICOMWEB_USERNAME": USER, "MONAI_LABEL_DICOMWEB_PASSWORD": orthanc.password}
@@ -81,6 +86,11 @@ def phantom_series(orthanc, tmp_path_factory):
                          env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     return phantom, run.stdout
+
+
+@pytest.fixture(scope="module")
+def phantom_series(orthanc, tmp_path_factory):
+    return upload_phantom(orthanc, tmp_path_factory.mktemp("phantoms"))
 
 
 def test_upload_stores_one_mr_series_with_geometry_and_refuses_a_wrong_login(orthanc, phantom_series):
