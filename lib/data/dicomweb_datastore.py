@@ -11,7 +11,8 @@ segment description: label = muscle name (``_left`` / ``_right`` when split), ca
 *Anatomical Structure*, type *Muscle of lower limb* (SNOMED CT codes from pydicom's
 dictionary), laterality as a type modifier.
 
-A series that mixes echoes or magnitude/phase images is served as its first echo's
+Infer results asked for as DICOM SEG (``output=dicom_seg``) get the same segment names
+(``muscle_result_seg``). A series that mixes echoes or magnitude/phase images is served as its first echo's
 magnitude (``get_image_uri``; ``lib/data/dicom_series.py``).
 
 ``dicomweb_datastore(url)`` builds it from MONAI Label's settings as ``MONAILabelApp`` does,
@@ -31,6 +32,7 @@ import numpy as np
 from monailabel.datastore.dicom import DICOMwebClientX, DICOMWebDatastore
 from monailabel.datastore.local import LocalDatastore
 from monailabel.datastore.utils.convert import binary_to_image
+from monailabel.datastore.utils.convert import nifti_to_dicom_seg as _nifti_to_dicom_seg
 from monailabel.datastore.utils.dicom import dicom_web_download_series
 from monailabel.interfaces.datastore import DefaultLabelTag
 
@@ -147,10 +149,23 @@ class MuscleDicomWebDatastore(DICOMWebDatastore):
             return super().save_label(image_id, path, label_tag, info)
 
 
+def muscle_result_seg(series_dir, label, label_info=None, file_ext="*", use_itk=True) -> str:
+    """``nifti_to_dicom_seg`` for an infer result (``POST /infer/...?output=dicom_seg``): our
+    results hold global values, so each segment is named from its value, not from the
+    request's ``label_info`` taken by position (which named leg muscles after thigh ones)."""
+    import SimpleITK as sitk
+
+    values = sorted(int(v) for v in np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(label)))) if v)
+    return _nifti_to_dicom_seg(series_dir, label, segment_entries(values), file_ext, use_itk)
+
+
 def dicomweb_datastore(url: str) -> MuscleDicomWebDatastore:
     """The datastore for a DICOMweb URL, from MONAI Label's settings (module doc)."""
     from dicomweb_client.session_utils import create_session_from_user_pass
     from monailabel.config import settings
+    from monailabel.endpoints import infer as infer_endpoint
+
+    infer_endpoint.nifti_to_dicom_seg = muscle_result_seg  # the endpoint's own name for it (see above)
 
     if shutil.which("itkimage2segimage") is None:
         raise UserError("itkimage2segimage (dcmqi) is not on PATH: pip install dcmqi, or start the server "

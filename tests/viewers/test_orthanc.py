@@ -203,6 +203,41 @@ def test_a_label_with_unknown_muscle_names_is_refused_and_nothing_reaches_the_pa
     assert len(seg_series(orthanc)) == before
 
 
+def test_an_infer_result_comes_back_as_a_muscle_named_seg_aligned_with_the_series(orthanc, pacs_server, tmp_path):
+    from lib.data.dicomweb_datastore import segment_entries
+    from tests.server.test_infer_api import multipart
+
+    mr = pydicom.Dataset.from_json(orthanc.client.search_for_series(search_filters={"Modality": "MR"})[0])
+    image_id = str(mr.SeriesInstanceUID)
+    r = requests.post(f"{pacs_server.url}/infer/muscle", params={"image": image_id}, timeout=300)
+    assert r.status_code == 200, r.text
+    (tmp_path / "label.nii.gz").write_bytes(multipart(r)["image"])
+    import nibabel as nib
+
+    label = np.asarray(nib.load(tmp_path / "label.nii.gz").dataobj)  # (X, Y, Z)
+    values = sorted(int(v) for v in np.unique(label) if v)
+    # MONAI Label's own DICOM SEG output; label_info must be present, its content is not used
+    r = requests.post(f"{pacs_server.url}/infer/muscle", params={"image": image_id, "output": "dicom_seg"},
+                      data={"params": json.dumps({"label_info": []})}, timeout=300)
+    assert r.status_code == 200, r.text
+    (tmp_path / "result.dcm").write_bytes(r.content)
+    seg = hd.seg.segread(tmp_path / "result.dcm")
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == image_id
+    by_name = {e["name"]: e["idx"] for e in segment_entries(values)}
+    names = {d.SegmentNumber: d.SegmentLabel for d in seg.SegmentSequence}
+    assert sorted(names.values()) == sorted(by_name)  # named by value, not by the request's label_info
+    metas = [pydicom.Dataset.from_json(m) for m in orthanc.client.retrieve_series_metadata(
+        str(mr.StudyInstanceUID), image_id)]
+    for meta in metas:  # every slice: the SEG's pixels are the label's, under our values
+        k = int(meta.InstanceNumber) - 1
+        pixels = seg.get_pixels_by_source_instance([str(meta.SOPInstanceUID)], combine_segments=True,
+                                                   relabel=False, ignore_spatial_locations=True)[0]
+        ours = np.zeros_like(pixels, dtype=np.uint8)
+        for number, name in names.items():
+            ours[pixels == number] = by_name[name]
+        assert np.array_equal(ours, label[:, :, k].T), k
+
+
 def test_a_folder_of_dicom_files_is_uploaded_as_it_is(orthanc, tmp_path):
     """Runs after the sequence tests: it adds a second MR series to the PACS."""
     env = {**server_env(), "MONAI_LABEL_DICOMWEB_USERNAME": USER, "MONAI_LABEL_DICOMWEB_PASSWORD": orthanc.password}
