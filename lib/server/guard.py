@@ -7,7 +7,8 @@ MONAI Label 0.8.5 trusts its clients. Measured on this server before the guard:
 - ``PUT /datastore/image?image=../../x`` wrote outside the studies folder;
 - malformed ``params`` JSON, or JSON that is not an object, was a 500;
 - unknown train or scoring names were "SUBMITTED" (200) and failed later in the background;
-- an upload of any size was spooled to disk.
+- an upload of any size was spooled to disk;
+- ``PUT /session/?uncompress=true`` unpacked a tar whose members named ``../../x`` anywhere.
 
 Each is answered here with a 4xx and ``{"detail": message}``: 404 for an unknown model,
 strategy or scoring method, 400 for an identifier that is a path, 422 for ``params`` / ``info``
@@ -180,6 +181,10 @@ class RequestGuard:
         if problem:
             raise Rejected(*problem)
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        if scope["path"].startswith("/session") and any(v.strip().lower() in ("true", "1", "yes")
+                                                         for v in query.get("uncompress", [])):
+            raise Rejected(400, "uncompress=true is refused: MONAI Label unpacks archives without checking "
+                                "member paths (a tar could write anywhere); upload the image files themselves")
         for key in ID_QUERY_KEYS:
             for value in query.get(key, []):
                 problem = check_identifier(key, value)

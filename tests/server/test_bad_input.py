@@ -195,3 +195,20 @@ def test_upload_over_the_limit_is_413_with_a_message(srv):
     assert snapshot(srv) == before
     r = requests.post(f"{srv.url}/infer/classifier", params={"image": IMAGE, "output": "json"}, timeout=120)
     assert r.status_code == 200 and r.json()["region"] == "leg", r.text  # still serving, small requests pass
+
+
+def test_a_session_archive_is_refused_instead_of_unpacked(srv, tmp_path):
+    """MONAI Label unpacks ``uncompress=true`` session uploads with member paths unchecked."""
+    import io
+    import tarfile
+
+    target = tmp_path / "written_by_tar"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        member = tarfile.TarInfo("../" * 12 + str(target).lstrip("/"))
+        member.size = 5
+        tar.addfile(member, io.BytesIO(b"owned"))
+    r = requests.put(f"{srv.url}/session/", params={"uncompress": "true"},
+                     files={"files": ("study.tar", buffer.getvalue())}, timeout=60)
+    assert_4xx(r, 400, "uncompress")
+    assert not target.exists()
