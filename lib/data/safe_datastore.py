@@ -12,8 +12,8 @@ What 0.8.5's ``LocalDatastore`` does, and why each is replaced here:
   renamed after, so a full disk fails the save before anything stored changed. The index is
   renamed first and records the label's SHA-256; a kill between the two renames leaves the
   staged label next to its destination, and the next start completes the rename
-  (``_roll_forward``): a label file never pairs with another save's info (its ``label_info``
-  segment mapping, its ``annotated_slices``);
+  (``lib.data.recovery.roll_forward``): a label file never pairs with another save's info
+  (its ``label_info`` segment mapping, its ``annotated_slices``);
 - it mutates the in-memory index and writes it whole: the background process (training,
   slice scoring) holds its own copy, so one process's write silently dropped the other's
   (a label saved while scores were written). Here every change is read-modify-write under the
@@ -24,8 +24,6 @@ What 0.8.5's ``LocalDatastore`` does, and why each is replaced here:
 from __future__ import annotations
 
 import errno
-import glob
-import hashlib
 import json
 import logging
 import os
@@ -38,19 +36,9 @@ from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastor
 from monailabel.interfaces.exception import ImageNotFoundException, LabelNotFoundException
 
 from lib.data.io import commit_staged, stage_bytes
+from lib.data.recovery import file_sha256, roll_forward
 
 logger = logging.getLogger(__name__)
-
-
-STALE_STAGED_S = 3600  # a staged file older than this belongs to no save in progress
-
-
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class StorageFullError(OSError):
@@ -77,7 +65,10 @@ class SafeLocalDatastore(LocalDatastore):
         if getattr(self, "_handler", None) is not None:  # the file watcher of auto_reload
             self._handler.on_moved = self._on_moved
         if not kwargs.get("read_only", False):
-            self._roll_forward()
+            with self._file_lock():
+                self._init_from_datastore_file()
+                if roll_forward(self._datastore, self._datastore_path):
+                    self._update_datastore_file()
 
     def _reconcile_datastore(self):
         with self._file_lock():  # one consistent look at the files and the index
@@ -162,7 +153,7 @@ class SafeLocalDatastore(LocalDatastore):
                 self._index_key = None  # the in-memory change is undone by re-reading the file
                 self._init_from_datastore_file()
                 raise
-            self._commit_index(staged_index)  # first: it names the file's digest (see _roll_forward)
+            self._commit_index(staged_index)  # first: it names the file's digest (see roll_forward)
             commit_staged(staged_file, dest)
 
     def add_image(self, image_id: str, image_filename: str, image_info) -> str:
@@ -206,40 +197,3 @@ class SafeLocalDatastore(LocalDatastore):
             if not label:
                 raise LabelNotFoundException(f"Label: {label_id} Tag: {label_tag} not found")
             label.info.update(info)
-
-    def _roll_forward(self) -> None:
-        """Finish saves a kill interrupted between the index rename and the label rename.
-
-        A label whose file does not match the ``sha256`` its index entry names gets the staged
-        file of that digest renamed into place; with none, its info (which describes another
-        file) is dropped, so training reads the label as "slices holding muscle, global values".
-        Staged files older than ``STALE_STAGED_S`` are removed.
-        """
-        with self._file_lock():
-            self._init_from_datastore_file()
-            changed = False
-            for image_id, obj in self._datastore.objects.items():
-                for tag, label in obj.labels.items():
-                    want = label.info.get("sha256")
-                    folder, name = self._datastore.label_path(tag), self._filename(image_id, label.ext)
-                    path = os.path.join(folder, name)
-                    if not want or (os.path.isfile(path) and file_sha256(path) == want):
-                        continue
-                    staged = [p for p in glob.glob(os.path.join(folder, f".{glob.escape(name)}.*.tmp"))
-                              if file_sha256(p) == want]
-                    if staged:
-                        commit_staged(staged[0], path)
-                        logger.warning(f"Completed an interrupted save of {path}")
-                    else:
-                        label.info = {"ts": label.info.get("ts"), "name": name,
-                                      "recovered": "label file changed outside a save; its save info was dropped"}
-                        changed = True
-                        logger.error(f"{path} does not match its index entry; its save info was dropped")
-            if changed:
-                self._update_datastore_file()
-            for staged in glob.glob(os.path.join(self._datastore_path, "**", ".*.tmp"), recursive=True):
-                try:
-                    if time.time() - os.path.getmtime(staged) > STALE_STAGED_S:
-                        os.unlink(staged)
-                except OSError:
-                    pass

@@ -24,7 +24,7 @@ from lib.data.annotations import LabelCheck, check_label
 from lib.data.datastore import read_label
 from lib.data.io import save_nifti
 from lib.errors import UserError
-from lib.server.guard import Rejected, check_json_field
+from lib.server.forms import Rejected, check_json_field
 from lib.server.names import check_identifier
 from lib.transforms.loading import MAX_SIDE, MAX_VOXELS, check_shape, load_volume
 
