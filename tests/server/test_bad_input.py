@@ -212,3 +212,17 @@ def test_a_session_archive_is_refused_instead_of_unpacked(srv, tmp_path):
                      files={"files": ("study.tar", buffer.getvalue())}, timeout=60)
     assert_4xx(r, 400, "uncompress")
     assert not target.exists()
+
+
+def test_corrupt_dicom_is_422_as_a_file_and_as_a_series_session(srv):
+    """A DICOM preamble with garbage after it: uploaded alone, and as a two-file series session."""
+    garbage = b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\x14\x00" + b"not a data element" * 20
+    r = requests.post(f"{srv.url}/infer/classifier", params={"output": "json"},
+                      files={"file": ("slice.dcm", garbage)}, timeout=60)
+    assert_4xx(r, 422, "not an image format")
+    r = requests.put(f"{srv.url}/session/", files=[("files", ("a.dcm", garbage)), ("files", ("b.dcm", garbage))],
+                     timeout=60)
+    assert r.status_code == 200, r.text  # MONAI Label keeps whatever is uploaded in a session...
+    r = requests.post(f"{srv.url}/infer/classifier", params={"session_id": r.json()["session_id"], "output": "json"},
+                      timeout=60)
+    assert_4xx(r, 422, "no readable DICOM series")  # ...and reading it is refused with a message
