@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -26,10 +27,12 @@ from monailabel.tasks.activelearning.first import First  # noqa: E402
 from lib.configs import CONFIGS  # noqa: E402
 from lib.data.datastore import MuscleDatastore  # noqa: E402
 from lib.data.dicomweb_datastore import dicomweb_datastore  # noqa: E402
+from lib.errors import UserError  # noqa: E402
 from lib.server.auth import install_auth_fix  # noqa: E402
 from lib.server.errors import install_error_handlers  # noqa: E402
 from lib.server.evaluation_routes import install_evaluation_routes  # noqa: E402
 from lib.server.guard import install_request_guard  # noqa: E402
+from lib.server.names import check_infer_image  # noqa: E402
 from lib.server.settings import apply_server_defaults  # noqa: E402
 from lib.tasks.strategy_slices import RandomSlices  # noqa: E402
 
@@ -61,6 +64,14 @@ class MuscleApp(MONAILabelApp):
             description="Per-slice thigh/leg classifier routing to a 12-muscle thigh and a 6-muscle leg segmenter",
             version="0.1.0",
         )
+
+    def infer(self, request, datastore=None):
+        """MONAI Label's infer, reading only datastore images, uploads and sessions (see names)."""
+        sessions = getattr(self._sessions, "store_path", None)
+        problem = check_infer_image(request.get("image"), tempfile.gettempdir(), sessions)
+        if problem:
+            raise UserError(problem)
+        return super().infer(request, datastore)
 
     def init_datastore(self):
         if self.studies.startswith(("http://", "https://")) and settings.MONAI_LABEL_DATASTORE.lower() != "dsa":

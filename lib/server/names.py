@@ -10,6 +10,7 @@ matches nothing.
 
 from __future__ import annotations
 
+import os
 import re
 
 MAX_ID_LENGTH = 255  # a file name's limit on Linux file systems
@@ -63,3 +64,24 @@ def check_route_name(path: str) -> tuple[int, str] | None:
         return 404, f"unknown {noun} {parts[1]!r} (GET /info/ lists them)"
     available = ", ".join(sorted(tasks)) or "none"
     return 404, f"unknown {noun} {parts[1]!r} (available: {available})"
+
+
+UPLOAD_NAME = re.compile(r"tmp[a-z0-9_]{8}")  # tempfile.NamedTemporaryFile, where MONAI Label puts an upload
+
+
+def check_infer_image(image, uploads_dir: str, sessions_dir: str | None) -> str | None:
+    """Why ``image`` may not be read by an infer (None when it may): a datastore id (a plain
+    name), an upload MONAI Label wrote for this request (``<uploads_dir>/tmpXXXXXXXX<ext>``) or a
+    file of a session (under ``sessions_dir``).
+
+    The guard already refuses paths sent by clients to ``/infer``; this covers every other way
+    into ``MONAILabelApp.infer`` (batch inference takes image lists in its JSON ``params``).
+    """
+    if not isinstance(image, str) or check_identifier("image", image) is None:
+        return None
+    real = os.path.realpath(image)
+    if os.path.dirname(real) == os.path.realpath(uploads_dir) and UPLOAD_NAME.match(os.path.basename(real)):
+        return None
+    if sessions_dir and real.startswith(os.path.realpath(sessions_dir) + os.sep):
+        return None
+    return f"image {image!r} is a path outside the datastore, uploads and sessions; use a datastore id"
