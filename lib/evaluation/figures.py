@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from skimage.segmentation import find_boundaries  # noqa: E402
 
+from lib.evaluation.study_scores import load_truth  # noqa: E402
 from lib.labels import MUSCLES, REGIONS, SIDE_OFFSET  # noqa: E402
 from lib.transforms.loading import load_volume  # noqa: E402
 from lib.transforms.postprocess import axial_axis  # noqa: E402
@@ -65,12 +66,13 @@ def slice_overlay(study, slice_index: int, prediction: Path, path: Path, score: 
     """Truth and prediction of one slice side by side on the image."""
     image = load_volume(study.image)
     axis = axial_axis(image.affine.numpy())
-    plane = lambda vol: np.take(vol[0].numpy(), slice_index, axis=axis)  # noqa: E731
-    truth, pred = load_volume(study.label, dtype=np.uint16), load_volume(prediction, dtype=np.uint8)
+    plane = lambda vol: np.take(np.asarray(vol).reshape(image.shape[1:4]), slice_index, axis=axis)  # noqa: E731
+    truth = load_truth(study, image)[0]  # global values, a viewer's segment order mapped by name
+    pred = load_volume(prediction, dtype=np.uint8)[0].numpy()
     crop = _crop(plane(truth) + plane(pred))
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), dpi=80)
-    _overlay(axes[0], plane(image)[crop], plane(truth)[crop], f"truth: {study.id}, slice {slice_index}")
-    _overlay(axes[1], plane(image)[crop], plane(pred)[crop], f"prediction: mean Dice {score:.3f}")
+    _overlay(axes[0], plane(image[0].numpy())[crop], plane(truth)[crop], f"truth: {study.id}, slice {slice_index}")
+    _overlay(axes[1], plane(image[0].numpy())[crop], plane(pred)[crop], f"prediction: mean Dice {score:.3f}")
     fig.tight_layout()
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)

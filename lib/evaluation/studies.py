@@ -102,21 +102,40 @@ def datastore_studies(datastore, tags: dict | None = None) -> list[LabelledStudy
 
 
 def dicomweb_studies(url: str, cache: Path, tags_csv=None) -> list[LabelledStudy]:
-    """Labelled MR series of a DICOMweb server (DICOM SEG labels), through MONAI Label's datastore."""
+    """MR series of a DICOMweb server that a DICOM SEG references, with the newest such SEG.
+
+    Login and search filter come from MONAI Label's settings (``MONAI_LABEL_DICOMWEB_USERNAME``
+    ...), as for ``serve --dicomweb``. The SEG's segment numbers become muscles by their
+    *names* (``SegmentLabel``), whatever their order; series and SEG are fetched into ``cache``.
+    """
     from monailabel.config import settings
-    from monailabel.datastore.dicom import DICOMWebDatastore
-    from monailabel.datastore.utils.dicom import DICOMwebClientX
+    from pydicom import Dataset
 
-    client = DICOMwebClientX(url=url, session=None, qido_url_prefix=settings.MONAI_LABEL_QIDO_PREFIX,
-                             wado_url_prefix=settings.MONAI_LABEL_WADO_PREFIX,
-                             stow_url_prefix=settings.MONAI_LABEL_STOW_PREFIX)
-    if settings.MONAI_LABEL_DICOMWEB_USERNAME:
-        from requests.auth import HTTPBasicAuth
+    from lib.data.dicomweb_datastore import dicomweb_datastore
+    from lib.server.settings import apply_server_defaults
 
-        client._session.auth = HTTPBasicAuth(settings.MONAI_LABEL_DICOMWEB_USERNAME,
-                                             settings.MONAI_LABEL_DICOMWEB_PASSWORD)
-    store = DICOMWebDatastore(client, search_filter={"Modality": "MR"}, cache_path=str(cache))
-    return datastore_studies(store, read_tags(tags_csv) if tags_csv else {})
+    apply_server_defaults()  # the MR search filter (MONAI Label's default lists CT only)
+    settings.MONAI_LABEL_DICOMWEB_CACHE_PATH = str(cache)
+    store = dicomweb_datastore(url)
+    client, images = store._client, set(store.list_images())
+    newest: dict[str, tuple[str, Dataset]] = {}
+    for found in client.search_for_series(search_filters={"Modality": "SEG"}):
+        seg = Dataset.from_json(found)
+        meta = Dataset.from_json(client.retrieve_series_metadata(str(seg.StudyInstanceUID), str(seg.SeriesInstanceUID))[0])
+        referenced = meta.get("ReferencedSeriesSequence")
+        image_id = str(referenced[0].SeriesInstanceUID) if referenced else ""
+        when = f"{meta.get('SeriesDate', '')}{meta.get('SeriesTime', '')}"
+        if image_id in images and (image_id not in newest or when > newest[image_id][0]):
+            newest[image_id] = (when, meta)
+    tags = read_tags(tags_csv) if tags_csv else {}
+    studies = []
+    for image_id, (_, meta) in sorted(newest.items()):
+        names = {str(s.SegmentLabel): int(s.SegmentNumber) for s in meta.get("SegmentSequence", [])}
+        image = store.get_image_uri(image_id)  # first: the cache indexes the label under its image
+        label = store.get_label_uri(str(meta.SeriesInstanceUID), "final", image_id)
+        study = LabelledStudy(image_id, image, label, {"label_info": names})
+        studies.append(_tag(study, tags, store.get_image_info(image_id) or {}))
+    return studies
 
 
 def labelled_studies(source: str, cache: Path, tags_csv=None) -> list[LabelledStudy]:

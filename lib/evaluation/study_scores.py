@@ -56,6 +56,35 @@ def known_values(label: np.ndarray, info: dict) -> tuple[np.ndarray, dict[int, i
     return label, unknown
 
 
+def load_truth(study: LabelledStudy, image) -> tuple[np.ndarray, dict[int, int]]:
+    """The study's label on its image's grid (MetaTensor ``image``) in global values, and its
+    unknown values (``known_values``)."""
+    label = load_volume(study.label, dtype=np.uint16)
+    affine = image.affine.numpy()
+    if shapes_match(label.shape[1:], image.shape[1:]) and np.allclose(label.affine.numpy(), affine, atol=1e-3):
+        stored = label[0].numpy().reshape(image.shape[1:4])
+    else:  # e.g. a DICOM SEG that holds only its annotated frames
+        stored = embed_in_grid(label[0].numpy(), label.affine.numpy(), tuple(image.shape[1:4]), affine)
+    return known_values(stored, study.info)
+
+
+def embed_in_grid(label: np.ndarray, label_affine: np.ndarray, shape: tuple, affine: np.ndarray) -> np.ndarray:
+    """A label on a sub-grid of the image (same axes and spacing, a whole-voxel offset) placed
+    on the image grid, 0 elsewhere; ``ValueError`` for any other grid (no resampling guesses)."""
+    to_image = np.linalg.inv(affine) @ label_affine
+    offset = to_image[:3, 3]
+    if not np.allclose(to_image[:3, :3], np.eye(3), atol=1e-3) or not np.allclose(offset, np.round(offset), atol=1e-2):
+        raise ValueError(f"label grid {label.shape} is not a part of its image's grid {shape}")
+    label = label.reshape(label.shape[:3] + (1,) * (3 - label.ndim))
+    start = np.round(offset).astype(int)
+    stop = start + np.array(label.shape[:3])
+    if (start < 0).any() or (stop > np.array(shape)).any():
+        raise ValueError(f"label grid {label.shape} reaches outside its image's grid {shape}")
+    out = np.zeros(shape, label.dtype)
+    out[tuple(slice(a, b) for a, b in zip(start, stop))] = label
+    return out
+
+
 def _plane(volume: np.ndarray, k: int, axis: int) -> np.ndarray:
     return np.take(volume, k, axis=axis)
 
@@ -67,10 +96,7 @@ def score_study(study: LabelledStudy, infer_task, prediction_path: Path, device:
     """
     image = load_volume(study.image)
     affine = image.affine.numpy()
-    label = load_volume(study.label, dtype=np.uint16)
-    if not shapes_match(label.shape[1:], image.shape[1:]) or not np.allclose(label.affine.numpy(), affine, atol=1e-3):
-        raise ValueError(f"label grid {tuple(label.shape[1:])} does not match its image {tuple(image.shape[1:])}")
-    truth, unknown = known_values(label[0].numpy().reshape(image.shape[1:4]), study.info)
+    truth, unknown = load_truth(study, image)
     ignore = np.isin(truth, list(unknown))
     truth = np.where(ignore, 0, truth).astype(np.uint8)
     axis = axial_axis(affine)

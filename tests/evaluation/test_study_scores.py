@@ -27,3 +27,28 @@ def test_our_own_values_pass_and_values_above_the_label_set_are_unknown():
 def test_distance_bands():
     assert [distance_band(d) for d in (0, 1, 2, 3, 9)] == [
         "annotated (0)", "near (1-2)", "near (1-2)", "far (3+)", "far (3+)"]
+
+
+def test_a_label_on_a_sub_grid_is_placed_on_the_image_grid():
+    from lib.evaluation.study_scores import embed_in_grid
+
+    affine = np.diag([-1.0, -1.0, 5.0, 1.0])
+    label = np.full((4, 3, 2), 7, np.uint8)
+    label_affine = affine.copy()
+    label_affine[:3, 3] = affine[:3, :3] @ [2, 1, 3]  # starts at voxel (2, 1, 3) of the image
+    out = embed_in_grid(label, label_affine, (8, 6, 6), affine)
+    assert out.sum() == label.sum() and (out[2:6, 1:4, 3:5] == 7).all()
+
+
+def test_a_label_on_another_grid_is_refused():
+    import pytest
+
+    from lib.evaluation.study_scores import embed_in_grid
+
+    affine = np.diag([-1.0, -1.0, 5.0, 1.0])
+    with pytest.raises(ValueError, match="not a part"):
+        embed_in_grid(np.ones((4, 4, 1), np.uint8), np.diag([-2.0, -1.0, 5.0, 1.0]), (8, 8, 2), affine)
+    shifted = affine.copy()
+    shifted[0, 3] = -6.0  # 6 voxels along x: the 4-voxel label ends outside the 8-voxel image
+    with pytest.raises(ValueError, match="outside"):
+        embed_in_grid(np.ones((4, 4, 1), np.uint8), shifted, (8, 8, 2), affine)
