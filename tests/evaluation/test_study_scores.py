@@ -52,3 +52,23 @@ def test_a_label_on_another_grid_is_refused():
     shifted[0, 3] = -6.0  # 6 voxels along x: the 4-voxel label ends outside the 8-voxel image
     with pytest.raises(ValueError, match="outside"):
         embed_in_grid(np.ones((4, 4, 1), np.uint8), shifted, (8, 8, 2), affine)
+
+
+def test_tags_come_from_the_csv_else_from_the_image_info(tmp_path):
+    import json
+
+    from lib.evaluation.studies import local_studies
+
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.nii.gz").write_bytes(b"")
+        (tmp_path / "labels" / "final").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "labels" / "final" / f"{name}.nii.gz").write_bytes(b"")
+    (tmp_path / "unlabelled.nii.gz").write_bytes(b"")
+    index = {"objects": {"a": {"image": {"info": {"severity": "severe", "subject": "p7"}}},
+                         "b": {"image": {"info": {"severity": "severe"}}}}}
+    (tmp_path / "datastore_v2.json").write_text(json.dumps(index))
+    (tmp_path / "tags.csv").write_text("id,severity\nb,mild\n")
+    studies = {s.id: s for s in local_studies(tmp_path)}
+    assert set(studies) == {"a", "b"}
+    assert (studies["a"].severity, studies["a"].subject) == ("severe", "p7")  # image info
+    assert (studies["b"].severity, studies["b"].subject) == ("mild", "b")  # the CSV wins; own subject
