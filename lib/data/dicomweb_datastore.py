@@ -113,8 +113,20 @@ class MuscleDicomWebDatastore(DICOMWebDatastore):
                 shutil.move(str(path), os.path.join(image_dir + ".unused", path.name))
             logger.warning(f"Series {image_id}: using {selection.description}")
         uri = super().get_image_uri(image_id)
-        self.update_image_info(image_id, {"volume": selection.description})
+        # beside the cached series, not in datastore_v2.json: MONAI Label's background
+        # processes rewrite that index and the server reloads it, losing a key added here
+        with open(image_dir + ".volume.txt", "w") as f:
+            f.write(selection.description)
         return uri
+
+    def get_image_info(self, image_id: str) -> dict:
+        """MONAI Label's image info plus ``volume``: which images of the series were used."""
+        info = super().get_image_info(image_id)
+        note = os.path.realpath(os.path.join(self._datastore.image_path(), image_id)) + ".volume.txt"
+        if os.path.isfile(note):
+            with open(note) as f:
+                info["volume"] = f.read()
+        return info
 
     def get_label_uri(self, label_id: str, label_tag: str, image_id: str = "") -> str:
         """The cached copy of a label saved through this server, when there is one.

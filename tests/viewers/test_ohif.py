@@ -2,9 +2,10 @@
 
 Debian's ``/usr/bin/chromium`` driven by Playwright for Python (no browser download): the
 study list shows the uploaded phantom, the MONAI Label mode opens it, the panel lists our
-models and strategies, and *Run* of ``muscle`` draws the muscle overlay. Screenshots go to
-``test-artifacts/ohif/`` (git-ignored). Saving a corrected label and training are not
-clicked here: the panel sends the same REST calls that ``test_orthanc.py`` makes.
+models and strategies, *Run* of ``muscle`` draws the muscle overlay, *Update Model* starts a
+training round, and after a label was saved (a DICOM SEG in the study) the view and *Run*
+still work. Screenshots go to ``test-artifacts/ohif/`` (git-ignored). This OHIF build has no
+*Save Label* button in the panel; the save is the REST call Slicer's sequence makes too.
 """
 
 from __future__ import annotations
@@ -60,47 +61,80 @@ def coloured_fraction(path, box) -> float:
     return float(np.mean(rgb.max(axis=2) - rgb.min(axis=2) > 40))
 
 
-def test_ohif_lists_the_study_and_runs_muscle_segmentation(ohif_server):
+def open_in_monai_label(page, url, port):
+    """Study list -> the phantom's study in the MONAI Label mode -> panel refreshed."""
+    page.goto(url + "/ohif/", wait_until="domcontentloaded")
+    page.wait_for_selector("text=phantom_leg_20011", timeout=120_000)  # via MONAI Label's DICOMweb proxy
+    page.click("text=phantom_leg_20011")
+    if page.locator("button:has-text('Confirm and Hide')").count():
+        page.click("button:has-text('Confirm and Hide')")
+    page.click("button:has-text('MONAI Label')")
+    page.wait_for_selector("text=Server:", timeout=120_000)
+    page.wait_for_selector("canvas", timeout=120_000)
+    time.sleep(5)  # the volume finishes loading into the viewports
+    page.locator(f"input[value*='{port}']").locator("xpath=following::button[1]").click()
+    page.wait_for_selector("text=Auto-Segmentation", timeout=60_000)
+
+
+def run_muscle(page, shot):
+    """Press Run under Auto-Segmentation; (coloured share before, after) in the axial viewport."""
+    viewport = (300, 380, 550, 560)  # the axial viewport's image (1400 x 900 window)
+    page.screenshot(path=shot.with_name(shot.stem + "_before.png"))
+    before = coloured_fraction(shot.with_name(shot.stem + "_before.png"), viewport)
+    page.locator("text=Auto-Segmentation").locator("xpath=following::button[normalize-space()='Run'][1]").click()
+    page.wait_for_selector("text=Running Segmentation - Successful", timeout=180_000)  # OHIF's toast
+    time.sleep(2)
+    page.screenshot(path=shot)
+    return before, coloured_fraction(shot, viewport)
+
+
+def test_ohif_runs_muscle_with_and_without_a_seg_in_the_study_and_starts_training(ohif_server, tmp_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    url = ohif_server.url
+    url, errors = ohif_server.url, []
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1400, "height": 900})
         # the panel talks to <host>:8000 unless told otherwise by this cookie
         context.add_cookies([{"name": "MONAILABEL_SERVER_URL", "value": url + "/", "url": url}])
         page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
         try:
-            page.goto(url + "/ohif/", wait_until="domcontentloaded")
-            page.wait_for_selector("text=phantom_leg_20011", timeout=120_000)  # via MONAI Label's DICOMweb proxy
-            page.screenshot(path=ARTIFACTS / "1_study_list.png")
-            page.click("text=phantom_leg_20011")
-            if page.locator("button:has-text('Confirm and Hide')").count():
-                page.click("button:has-text('Confirm and Hide')")
-            page.click("button:has-text('MONAI Label')")
-            page.wait_for_selector("text=Server:", timeout=120_000)
-            page.wait_for_selector(".cornerstone-canvas, canvas", timeout=120_000)
-            time.sleep(5)  # the volume finishes loading into the viewports
-            page.locator(f"input[value*='{ohif_server.port}']").locator("xpath=following::button[1]").click()
-            page.wait_for_selector("text=Auto-Segmentation", timeout=60_000)
+            open_in_monai_label(page, url, ohif_server.port)
+            page.screenshot(path=ARTIFACTS / "1_viewer.png")
             model = page.locator("text=Auto-Segmentation").locator("xpath=following::select[1]")
-            model.wait_for(timeout=30_000)
             assert model.input_value() == "muscle"
-            assert "uncertain_slices" in page.inner_text("body")
-            page.screenshot(path=ARTIFACTS / "2_viewer.png")
-            viewport = (300, 380, 550, 560)  # the axial viewport's image (1400 x 900 window)
-            before = coloured_fraction(ARTIFACTS / "2_viewer.png", viewport)
+            before, after = run_muscle(page, ARTIFACTS / "2_segmented.png")
+            assert before < 0.01 and after > before + 0.05, (before, after)  # the muscles are drawn
 
-            page.locator("text=Auto-Segmentation").locator("xpath=following::button[normalize-space()='Run'][1]").click()
-            deadline = time.time() + 180
-            after = before
-            while time.time() < deadline and after < before + 0.05:
-                time.sleep(3)
-                page.screenshot(path=ARTIFACTS / "3_segmented.png")
-                after = coloured_fraction(ARTIFACTS / "3_segmented.png", viewport)
-            page.wait_for_selector("text=Running Segmentation - Successful", timeout=60_000)  # OHIF's toast
+            # Active Learning: our strategies are offered; Update Model starts a training round
+            page.click("text=Active Learning")
+            strategy = page.locator("text=Strategy:").locator("xpath=following::select[1]")
+            assert "uncertain_slices" in strategy.inner_text()
+            page.click("button:has-text('Update Model')")
+            deadline = time.time() + 60
+            while not requests.get(f"{url}/train/", params={"all": True}, timeout=30).json():
+                assert time.time() < deadline, "Update Model started no training task"
+                time.sleep(1)
+
+            # a DICOM SEG in the study (a saved label) must not break the MONAI Label view
+            series = requests.get(f"{url}/datastore/", params={"output": "all"}, timeout=30).json()["objects"]
+            image_id = next(iter(series))
+            r = requests.post(f"{url}/infer/muscle", params={"image": image_id}, timeout=300)
+            from tests.server.test_infer_api import multipart
+
+            (tmp_path / "label.nii.gz").write_bytes(multipart(r)["image"])
+            with open(tmp_path / "label.nii.gz", "rb") as f:
+                saved = requests.put(f"{url}/datastore/label", params={"image": image_id, "tag": "final"},
+                                     files={"label": ("label.nii.gz", f)}, timeout=300)
+            assert saved.status_code == 200, saved.text
+            open_in_monai_label(page, url, ohif_server.port)
+            assert page.locator("text=SEG").count() > 0  # the study now holds the saved SEG
+            page.screenshot(path=ARTIFACTS / "3_with_seg.png")
+            run_muscle(page, ARTIFACTS / "4_segmented_with_seg.png")
         finally:
             page.screenshot(path=ARTIFACTS / "last.png")
             browser.close()
-    assert "'model': 'muscle'" in ohif_server.log_path.read_text()  # the panel's infer request reached us
-    assert before < 0.01 and after > before + 0.05, (before, after)  # the muscles are drawn over the image
-    assert requests.get(f"{url}/info/", timeout=30).status_code == 200
+    assert not errors, errors  # no script error in the viewer, with or without the SEG
+    log = ohif_server.log_path.read_text()
+    assert log.count("Infer Request: {'model': 'muscle'") >= 2  # both of the panel's Run reached us
+    assert "Train request: {'model': 'muscle'}" in log  # Update Model: one request per trainer, muscle first

@@ -33,18 +33,23 @@ class Orthanc:
     """``bash scripts/orthanc.sh`` in the foreground, on its own port and storage."""
 
     def __init__(self, base):
-        self.port, self.password = free_port(), secrets.token_urlsafe(12)
-        self.url = f"http://127.0.0.1:{self.port}/dicom-web"
-        self.env = {**os.environ, "ORTHANC_PORT": str(self.port), "ORTHANC_DIR": str(base / "orthanc"),
-                    "ORTHANC_USER": USER, "ORTHANC_PASSWORD": self.password}
-        self.log = open(base / "orthanc.log", "w")
-        self.process = subprocess.Popen(["bash", "scripts/orthanc.sh"], cwd=ROOT, env=self.env,
-                                        stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 60
-        while not self.ready():
-            assert self.process.poll() is None, (base / "orthanc.log").read_text()
-            assert time.time() < deadline, "Orthanc did not start in 60 s"
-            time.sleep(0.5)
+        self.password = secrets.token_urlsafe(12)
+        for attempt in range(3):  # a free port can be taken between choosing and binding it
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}/dicom-web"
+            self.env = {**os.environ, "ORTHANC_PORT": str(self.port), "ORTHANC_DIR": str(base / "orthanc"),
+                        "ORTHANC_USER": USER, "ORTHANC_PASSWORD": self.password}
+            self.log = open(base / f"orthanc{attempt}.log", "w")
+            self.process = subprocess.Popen(["bash", "scripts/orthanc.sh"], cwd=ROOT, env=self.env,
+                                            stdout=self.log, stderr=subprocess.STDOUT)
+            deadline = time.time() + 60
+            while not self.ready() and self.process.poll() is None:
+                assert time.time() < deadline, "Orthanc did not start in 60 s"
+                time.sleep(0.5)
+            if self.process.poll() is None:
+                break
+            self.log.close()
+        assert self.process.poll() is None, (base / f"orthanc{attempt}.log").read_text()
         self.client = dicomweb_client(self.url, (USER, self.password))
 
     def ready(self) -> bool:
