@@ -80,14 +80,16 @@ def segment_entries(values: list[int]) -> list[dict]:
 class MuscleDicomWebDatastore(DICOMWebDatastore):
     """``DICOMWebDatastore`` whose ``final`` labels are checked and stored as muscle-named SEG."""
 
-    def __init__(self, *args, **kwargs):
-        self._unusable: dict[str, str] = {}  # series id -> why no volume can be built from it
-        super().__init__(*args, **kwargs)
+    def _note(self, image_id: str, kind: str) -> str:
+        """A note beside the cached series (``volume``, ``unusable``): not in datastore_v2.json,
+        which MONAI Label's background processes rewrite and the server then reloads."""
+        return os.path.realpath(os.path.join(self._datastore.image_path(), image_id)) + f".{kind}.txt"
 
     def list_images(self):
         """The PACS's series, less those found unusable (missing geometry, mixed): the others
-        stay served and a strategy does not meet a broken series again."""
-        return [i for i in super().list_images() if i not in self._unusable]
+        stay served and a strategy does not meet a broken series again (in any process, until
+        the cache folder is cleared)."""
+        return [i for i in super().list_images() if not os.path.exists(self._note(i, "unusable"))]
 
     def get_image_uri(self, image_id: str) -> str:
         """The series as one NIfTI volume: of a multi-echo / multi-type series only the first
@@ -103,9 +105,9 @@ class MuscleDicomWebDatastore(DICOMWebDatastore):
         try:
             selection = select_volume(image_dir, image_id)
         except UserError as exc:
-            if image_id not in self._unusable:
-                logger.warning(f"Series {image_id} is not served: {exc}")
-            self._unusable[image_id] = str(exc)
+            logger.warning(f"Series {image_id} is not served: {exc}")
+            with open(self._note(image_id, "unusable"), "w") as f:
+                f.write(str(exc))
             raise
         if selection.dropped:
             os.makedirs(image_dir + ".unused", exist_ok=True)
@@ -113,16 +115,14 @@ class MuscleDicomWebDatastore(DICOMWebDatastore):
                 shutil.move(str(path), os.path.join(image_dir + ".unused", path.name))
             logger.warning(f"Series {image_id}: using {selection.description}")
         uri = super().get_image_uri(image_id)
-        # beside the cached series, not in datastore_v2.json: MONAI Label's background
-        # processes rewrite that index and the server reloads it, losing a key added here
-        with open(image_dir + ".volume.txt", "w") as f:
+        with open(self._note(image_id, "volume"), "w") as f:
             f.write(selection.description)
         return uri
 
     def get_image_info(self, image_id: str) -> dict:
         """MONAI Label's image info plus ``volume``: which images of the series were used."""
         info = super().get_image_info(image_id)
-        note = os.path.realpath(os.path.join(self._datastore.image_path(), image_id)) + ".volume.txt"
+        note = self._note(image_id, "volume")
         if os.path.isfile(note):
             with open(note) as f:
                 info["volume"] = f.read()
