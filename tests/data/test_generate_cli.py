@@ -80,7 +80,9 @@ def test_annotate_none_writes_images_only(tmp_path):
     generate.run(parse("--out", str(out), "--region", "leg", "--subjects", "1", "--slices", "2",
                        "--severity", "severe", "--annotate", "none", "--shape", "32", "32",
                        "--spacing", "12", "12", "5"))
-    assert [p.name for p in out.iterdir()] == ["phantom_leg_s0000_severe.nii.gz"]
+    assert sorted(p.name for p in out.iterdir()) == ["phantom_leg_s0000_severe.nii.gz", "tags.csv"]  # no labels/
+    assert (out / "tags.csv").read_text().splitlines() == ["id,subject,region,severity",
+                                                           "phantom_leg_s0000_severe,s0000,leg,severe"]
 
 
 def test_embedded_studies_are_small_labelled_as_promised_and_carry_the_notice():
