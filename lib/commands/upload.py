@@ -13,6 +13,7 @@ before anything is sent, so a bad file stops the upload before the PACS changes.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from lib.errors import UserError
@@ -34,8 +35,11 @@ def write_series(out: Path, series) -> int:
     for name, datasets in series:
         folder = out / name.removesuffix(".gz").removesuffix(".nii").replace("/", "_")
         folder.mkdir(parents=True, exist_ok=True)
-        for i, ds in enumerate(datasets, start=1):
-            ds.save_as(folder / f"{i:04d}.dcm", write_like_original=False)
+        for i, item in enumerate(datasets, start=1):
+            if isinstance(item, Path):  # a DICOM file: copied as it is
+                shutil.copyfile(item, folder / f"{i:04d}.dcm")
+            else:
+                item.save_as(folder / f"{i:04d}.dcm", write_like_original=False)
             count += 1
     return count
 

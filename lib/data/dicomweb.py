@@ -77,21 +77,30 @@ def nifti_series(path: Path) -> list[pydicom.Dataset]:
                             body_part=body_part)
 
 
-def dicom_files(folder: Path) -> dict[str, list[pydicom.Dataset]]:
-    """Every DICOM file under ``folder`` (recursively), grouped by series; other files skipped."""
+def dicom_files(folder: Path) -> dict[str, list[Path]]:
+    """Every DICOM file under ``folder`` (recursively), grouped by series; other files skipped.
+
+    Only headers are read here: a study folder can hold gigabytes, so ``upload`` reads the
+    files a batch at a time."""
     series = defaultdict(list)
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         try:
-            ds = pydicom.dcmread(path)
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
         except (pydicom.errors.InvalidDicomError, OSError, ValueError):
             continue  # not DICOM (a README, a DICOMDIR's neighbours): nothing to send
         if "SOPInstanceUID" in ds and "SeriesInstanceUID" in ds:
-            series[str(ds.SeriesInstanceUID)].append(ds)
+            series[str(ds.SeriesInstanceUID)].append(path)
     return series
 
 
-def collect(paths: list[str]) -> list[tuple[str, list[pydicom.Dataset]]]:
-    """(name, instances) of each series to upload, all read and converted before any is sent."""
+def _dataset(item, header_only: bool = False) -> pydicom.Dataset:
+    """A converted dataset as it is, a DICOM file read from disk."""
+    return item if isinstance(item, pydicom.Dataset) else pydicom.dcmread(item, stop_before_pixels=header_only)
+
+
+def collect(paths: list[str]) -> list[tuple[str, list]]:
+    """(name, instances) of each series to upload: converted datasets (NIfTI) or DICOM file
+    paths; every NIfTI converted and every DICOM header read before anything is sent."""
     out = []
     for raw in paths:
         path = Path(raw)
@@ -110,17 +119,17 @@ def collect(paths: list[str]) -> list[tuple[str, list[pydicom.Dataset]]]:
     return out
 
 
-def upload(client: DICOMwebClient, series: list[tuple[str, list[pydicom.Dataset]]]) -> list[dict]:
+def upload(client: DICOMwebClient, series: list[tuple[str, list]]) -> list[dict]:
     """STOW-RS every series; returns one record per series (name, uid, modality, instances)."""
     done = []
     for name, datasets in series:
         for start in range(0, len(datasets), BATCH):
             try:
-                client.store_instances(datasets[start:start + BATCH])
+                client.store_instances([_dataset(item) for item in datasets[start:start + BATCH]])
             except requests.exceptions.HTTPError as exc:
                 code = exc.response.status_code if exc.response is not None else "?"
                 raise UserError(f"{name}: the PACS refused the upload (HTTP {code})") from None
-        first = datasets[0]
+        first = _dataset(datasets[0], header_only=True)
         done.append({"name": name, "series": str(first.SeriesInstanceUID), "study": str(first.StudyInstanceUID),
                      "modality": str(first.get("Modality", "")), "instances": len(datasets)})
     return done
