@@ -31,6 +31,7 @@ from lib.errors import UserError  # noqa: E402
 from lib.server.auth import install_auth_fix  # noqa: E402
 from lib.server.errors import install_error_handlers  # noqa: E402
 from lib.server.evaluation_routes import install_evaluation_routes  # noqa: E402
+from lib.server.threads import move_heavy_routes_off_the_loop  # noqa: E402
 from lib.server.guard import install_request_guard  # noqa: E402
 from lib.server.names import check_infer_image  # noqa: E402
 from lib.server.settings import apply_server_defaults  # noqa: E402
@@ -53,6 +54,7 @@ class MuscleApp(MONAILabelApp):
         apply_server_defaults()
         install_error_handlers()
         install_evaluation_routes()
+        move_heavy_routes_off_the_loop()  # inference and next-sample must not stall other clients
         # bad ids, unknown names, malformed params JSON and oversized uploads: 4xx before any task
         self.max_upload_mb = install_request_guard(conf)
         install_auth_fix()  # MONAI Label's bearer-token check, usable with PyJWT 2
