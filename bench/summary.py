@@ -60,6 +60,13 @@ def table_lines() -> list[list]:
         lines += [["`slice_uncertainty` scoring", "shipped weights", "per 432×432×52 volume", f"{scoring['slice_uncertainty_s']:.2f} s", "", "scoring"],
                   ["`evaluation` scoring", "shipped weights", f"per volume ({scoring['evaluated_slices']} slices)",
                    f"{scoring['evaluation_s']:.2f} s", "", "scoring"]]
+    concurrency = _load("concurrency")
+    if concurrency:
+        lat = concurrency["latency"]
+        lines.append([f"{concurrency['clients']} clients at once", "infer + save + read + next sample, while training",
+                      f"{concurrency['requests']} requests", f"{concurrency['seconds']:.0f} s",
+                      f"{concurrency['requests_per_s']} req/s; p50/p95 s: " + ", ".join(
+                          f"{k} {v['p50_s']}/{v['p95_s']}" for k, v in lat.items()), "concurrency"])
     al = _load("active_learning")
     if al:
         lines.append(["active-learning benchmark", f"{al['rounds']} rounds of {al['n']} slices", "whole run",

@@ -22,7 +22,8 @@ from lib.errors import UserError
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
 BENCHES = {"networks": "bench.bench_networks", "infer": "bench.bench_infer", "incremental": "bench.bench_incremental",
-           "scoring": "bench.bench_scoring", "active_learning": "bench.bench_active_learning"}
+           "scoring": "bench.bench_scoring", "concurrency": "bench.bench_concurrency",
+           "active_learning": "bench.bench_active_learning"}
 
 
 def add_arguments(parser):
