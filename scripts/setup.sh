@@ -23,6 +23,11 @@ fi
 # Orthanc with its DICOMweb plugin, and chromium, for tests/viewers: Debian packages, installed only when
 # missing and only as root (CI); elsewhere those tests skip and say why
 bash scripts/orthanc.sh install || echo "setup: Orthanc not installed; the Orthanc tests will skip"
-command -v chromium >/dev/null || { [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-  --no-install-recommends chromium >/dev/null; } || echo "setup: chromium not installed; the OHIF test will skip"
+install_chromium() {  # a fresh machine may have no package lists yet: update only when needed
+  [ "$(id -u)" = 0 ] || return 1
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null; }
+}
+command -v chromium >/dev/null || install_chromium || echo "setup: chromium not installed; the OHIF test will skip"
 echo "setup: .venv ready ($(.venv/bin/python -c 'import monailabel, monai, torch; print("monailabel", monailabel.__version__, "monai", monai.__version__, "torch", torch.__version__)' 2>/dev/null))"
