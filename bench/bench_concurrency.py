@@ -10,7 +10,6 @@ and slice scoring run in the background. Writes ``bench/results/concurrency.json
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -26,11 +25,11 @@ import requests  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import save_results  # noqa: E402
 from bench.bench_networks import machine  # noqa: E402
 from tests.conftest import Server, copy_studies  # noqa: E402
 from tests.reliability.test_concurrency import CLIENTS, ROUNDS, client, upload_images, wait_idle  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
 KINDS = ("infer", "save_label", "read_label", "next_sample")
 
 
@@ -68,9 +67,7 @@ def markdown(result: dict) -> str:
 
 def main() -> None:
     result = run()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "concurrency.json").write_text(json.dumps(result, indent=2))
-    (RESULTS / "concurrency.md").write_text(markdown(result))
+    save_results("concurrency", result, markdown(result))
     print(markdown(result))
 
 

@@ -15,7 +15,6 @@ and ``bench/results/networks.md``. Timings share the CPU with whatever else runs
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -30,10 +29,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from bench import save_results  # noqa: E402
 from lib.networks.fast import cpu_has_fast_bf16, predict_logits, prepare_for_inference  # noqa: E402
 from lib.networks.presets import build_classifier, build_segmenter, gflops_per_slice  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PEAK_GFLOPS = {"fp32": 150.0, "bf16": 400.0, "fp16": 400.0}  # SPEC §8, this CPU, 2 threads
 
 
@@ -183,9 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r['mode']} {r['s_per_slice']:.4f} s/slice" for r in new), flush=True)
     report = {"machine": {**machine(), "load_average_1min_before": load_before},
               "repeats": args.repeats, "networks": rows, "volume": bench_volume()}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "networks.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / "networks.md").write_text(markdown(report))
+    save_results("networks", report, markdown(report))
     print(markdown(report))
     return 0
 

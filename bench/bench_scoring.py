@@ -13,7 +13,6 @@ after one warm-up; peak resident memory of this process. Writes
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -27,6 +26,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import save_results  # noqa: E402
 from bench.bench_networks import machine  # noqa: E402
 from lib.configs.base import SHIPPED_WEIGHTS  # noqa: E402
 from lib.data.embedded import StudySpec, write_study  # noqa: E402
@@ -35,7 +35,6 @@ from lib.evaluation.studies import local_studies  # noqa: E402
 from lib.evaluation.study_scores import score_study  # noqa: E402
 from lib.tasks.slice_uncertainty import score_volume  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
 NETWORKS = ("classifier", "segmentation_thigh", "segmentation_leg")
 
 
@@ -83,9 +82,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     result = run(args.repeats)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "scoring.json").write_text(json.dumps(result, indent=2))
-    (RESULTS / "scoring.md").write_text(markdown(result))
+    save_results("scoring", result, markdown(result))
     print(markdown(result))
 
 

@@ -11,9 +11,9 @@ run shows as "not run". No GPU line appears unless a result was measured on one.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from bench import RESULTS
+
 
 
 def _load(name: str) -> dict:
