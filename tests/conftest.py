@@ -78,6 +78,25 @@ class Server:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def run_scoring(self, method: str, params=None, timeout: float = 600) -> dict:
+        """``POST /scoring/<method>`` (again while another scoring task runs) and wait for that
+        task; returns its final status record."""
+        deadline = time.time() + timeout
+        r = requests.post(f"{self.url}/scoring/{method}", json=params, timeout=60)
+        while r.status_code == 429:  # another scoring task (e.g. the one after a publish) still runs
+            assert time.time() < deadline
+            time.sleep(1)
+            r = requests.post(f"{self.url}/scoring/{method}", json=params, timeout=60)
+        assert r.status_code == 200, r.text
+        task_id = r.json()["id"]
+        while True:
+            tasks = requests.get(f"{self.url}/scoring/", params={"all": True}, timeout=30).json()
+            task = next(t for t in tasks if t["id"] == task_id)
+            if task["status"] not in ("SUBMITTED", "RUNNING"):
+                return task
+            assert time.time() < deadline
+            time.sleep(1)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]
 

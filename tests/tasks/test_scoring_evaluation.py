@@ -1,37 +1,17 @@
 """Scoring method ``evaluation`` and ``GET /evaluation/`` on the real server (embedded studies)."""
 
 import re
-import time
 
 import requests
 
 LABELLED = {"phantom_thigh_s0001_mild": "thigh", "phantom_leg_s0003_severe": "leg", "real_leg_t1": "leg"}
 
 
-def run_scoring(server, method, params=None, timeout=600):
-    """POST /scoring/<method> and wait for that task; returns its final status record."""
-    deadline = time.time() + timeout
-    r = requests.post(f"{server.url}/scoring/{method}", json=params, timeout=60)
-    while r.status_code == 429:  # another scoring task still runs
-        assert time.time() < deadline
-        time.sleep(1)
-        r = requests.post(f"{server.url}/scoring/{method}", json=params, timeout=60)
-    assert r.status_code == 200, r.text
-    task_id = r.json()["id"]
-    while True:
-        tasks = requests.get(f"{server.url}/scoring/", params={"all": True}, timeout=30).json()
-        task = next(t for t in tasks if t["id"] == task_id)
-        if task["status"] not in ("SUBMITTED", "RUNNING"):
-            return task
-        assert time.time() < deadline
-        time.sleep(1)
-
-
 def test_evaluation_report_is_made_and_served(server):
     before = requests.get(f"{server.url}/evaluation/", timeout=30)
     assert before.status_code == 404 and "/scoring/evaluation" in before.json()["detail"]
 
-    task = run_scoring(server, "evaluation")
+    task = server.run_scoring("evaluation")
     assert task["status"] == "DONE", task
 
     summary = requests.get(f"{server.url}/evaluation/", timeout=30).json()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import nibabel as nib
 import numpy as np
@@ -94,26 +93,10 @@ def test_monai_label_client_gets_id_and_slice(al_server):
 
 
 def test_scores_are_cached_per_model_version_and_refreshed_after_a_publish(al_server):
-    def scoring_done():
-        deadline = time.time() + 300
-        r = requests.post(f"{al_server.url}/scoring/slice_uncertainty", timeout=60)
-        while r.status_code == 429:  # a scoring run (e.g. the one after a publish) is still going
-            assert time.time() < deadline
-            time.sleep(1)
-            r = requests.post(f"{al_server.url}/scoring/slice_uncertainty", timeout=60)
-        assert r.status_code == 200, r.text
-        task_id = r.json()["id"]
-        while True:
-            tasks = requests.get(f"{al_server.url}/scoring/", params={"all": True}, timeout=30).json()
-            if next(t for t in tasks if t["id"] == task_id)["status"] not in ("SUBMITTED", "RUNNING"):
-                break
-            assert time.time() < deadline
-            time.sleep(1)
-
-    scoring_done()
+    al_server.run_scoring("slice_uncertainty", timeout=300)
     first = image_info(al_server, "leg_al")["slice_scores"]
     assert len(first["slices"]) == 4
-    scoring_done()
+    al_server.run_scoring("slice_uncertainty", timeout=300)
     assert image_info(al_server, "leg_al")["slice_scores"]["time"] == first["time"]  # cached: same model
 
     model = build_from_checkpoint(SHIPPED_WEIGHTS / "segmentation_leg.pt")  # a "new" published leg model
