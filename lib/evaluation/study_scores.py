@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lib.data.annotations import MAX_GLOBAL_VALUE, annotated_slices, fold_sides, shapes_match, value_map
+from lib.data.annotations import MAX_GLOBAL_VALUE, annotated_slices, fold_sides, shapes_match, to_global, value_map
 from lib.data.phantom import annotated_slices as protocol_slices
 from lib.evaluation.metrics import surface_distances
 from lib.evaluation.studies import LabelledStudy
@@ -40,23 +40,22 @@ class StudyScores:
     unknown: dict[int, int] = field(default_factory=dict)  # stored value -> voxels
 
 
-def known_values(label: np.ndarray, info: dict) -> tuple[np.ndarray, dict[int, int]]:
-    """Global values (sides folded) and the voxel count of each value that is no muscle of ours."""
+def known_values(label: np.ndarray, info: dict) -> tuple[np.ndarray, dict[int, int], np.ndarray]:
+    """Global values (sides kept; ``lib.data.annotations.to_global``) with 0 where the stored value
+    is no muscle of ours, the voxel count of each such unknown value, and where they lie.
+
+    The unknown voxels are masked by position, not by value: a viewer's stored value can be
+    unknown while the same number is a muscle once mapped."""
     mapping = value_map(info.get("label_info"))
     label = np.asarray(label).astype(np.int64)
     allowed = set(range(MAX_GLOBAL_VALUE + 1)) if mapping is None else {0, *mapping}
     values, counts = np.unique(label, return_counts=True)
     unknown = {int(v): int(c) for v, c in zip(values, counts) if int(v) not in allowed}
-    if mapping is not None:
-        lut = np.zeros(int(label.max(initial=0)) + 1, np.int64)
-        for stored, target in mapping.items():
-            if stored < lut.size:
-                lut[stored] = target
-        label = np.where(np.isin(label, list(unknown)), label, lut[label])
-    return label, unknown
+    ignore = np.isin(label, list(unknown))
+    return to_global(np.where(ignore, 0, label), mapping), unknown, ignore
 
 
-def load_truth(study: LabelledStudy, image) -> tuple[np.ndarray, dict[int, int]]:
+def load_truth(study: LabelledStudy, image) -> tuple[np.ndarray, dict[int, int], np.ndarray]:
     """The study's label on its image's grid (MetaTensor ``image``) in global values, and its
     unknown values (``known_values``)."""
     label = load_volume(study.label, dtype=np.uint16)
@@ -96,9 +95,7 @@ def score_study(study: LabelledStudy, infer_task, prediction_path: Path, device:
     """
     image = load_volume(study.image)
     affine = image.affine.numpy()
-    truth, unknown = load_truth(study, image)
-    ignore = np.isin(truth, list(unknown))
-    truth = np.where(ignore, 0, truth).astype(np.uint8)
+    truth, unknown, ignore = load_truth(study, image)
     axis = axial_axis(affine)
     slices = annotated_slices(study.info, truth, axis)
     result = StudyScores(unknown=unknown)

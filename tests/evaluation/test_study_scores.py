@@ -12,16 +12,27 @@ def test_viewer_segment_order_is_mapped_by_name_and_unknown_values_counted():
     label[1, :, 0] = 2  # Slicer's second segment: vastus lateralis, left (ours 1 + 18)
     label[2, :2, 1] = 9  # not in label_info
     info = {"label_info": [{"name": "Soleus", "idx": 1}, {"name": "Vastus Lateralis - Left", "idx": 2}]}
-    glob, unknown = known_values(label, info)
+    glob, unknown, ignore = known_values(label, info)
     assert set(np.unique(glob[0, :, 0])) == {13} and set(np.unique(glob[1, :, 0])) == {19}
     assert unknown == {9: 2}
-    assert (glob[2, :2, 1] == 9).all()  # kept as is, to be masked out, not turned into a muscle
+    assert ignore[2, :2, 1].all() and ignore.sum() == 2  # masked out, not turned into a muscle
+    assert not glob[2, :2, 1].any()
+
+
+def test_an_unknown_stored_value_equal_to_a_mapped_muscle_masks_only_its_own_voxels():
+    label = np.zeros((4, 4, 1), np.uint8)
+    label[0, :, 0] = 1  # Slicer's soleus -> ours 13
+    label[1, :, 0] = 13  # a stored 13 that label_info does not name: unknown
+    glob, unknown, ignore = known_values(label, {"label_info": [{"name": "soleus", "idx": 1}]})
+    assert unknown == {13: 4} and ignore[1].all() and not ignore[0].any()
+    assert (glob[0, :, 0] == 13).all() and not glob[1].any()
 
 
 def test_our_own_values_pass_and_values_above_the_label_set_are_unknown():
     label = np.array([[[0, 5, 36, 37, 200]]], np.uint16)
-    glob, unknown = known_values(label, {})
-    assert glob.ravel().tolist() == [0, 5, 36, 37, 200] and unknown == {37: 1, 200: 1}
+    glob, unknown, ignore = known_values(label, {})
+    assert glob.ravel().tolist() == [0, 5, 36, 0, 0] and unknown == {37: 1, 200: 1}
+    assert ignore.ravel().tolist() == [False, False, False, True, True]
 
 
 def test_distance_bands():
