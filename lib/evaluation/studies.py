@@ -104,17 +104,23 @@ def datastore_studies(datastore, tags: dict | None = None) -> list[LabelledStudy
 def dicomweb_studies(url: str, cache: Path, tags_csv=None) -> list[LabelledStudy]:
     """MR series of a DICOMweb server that a DICOM SEG references, with the newest such SEG.
 
-    Login and search filter come from MONAI Label's settings (``MONAI_LABEL_DICOMWEB_USERNAME``
-    ...), as for ``serve --dicomweb``. The SEG's segment numbers become muscles by their
+    Login as for ``serve --dicomweb`` (``MONAI_LABEL_DICOMWEB_USERNAME`` / ``_PASSWORD``, else
+    the password ``scripts/orthanc.sh`` keeps); an unreachable PACS or a refused login is a
+    ``UserError``. The SEG's segment numbers become muscles by their
     *names* (``SegmentLabel``), whatever their order; series and SEG are fetched into ``cache``.
     """
     from monailabel.config import settings
     from pydicom import Dataset
 
+    from lib.data.dicomweb import check_pacs, dicomweb_client, dicomweb_login
     from lib.data.dicomweb_datastore import dicomweb_datastore
     from lib.server.settings import apply_server_defaults
 
     apply_server_defaults()  # the MR search filter (MONAI Label's default lists CT only)
+    login = dicomweb_login()  # as `serve --dicomweb`: environment, else scripts/orthanc.sh's password
+    if login:
+        settings.MONAI_LABEL_DICOMWEB_USERNAME, settings.MONAI_LABEL_DICOMWEB_PASSWORD = login
+    check_pacs(dicomweb_client(url, login), settings.MONAI_LABEL_DICOMWEB_SEARCH_FILTER)  # wrong URL/login: one line
     settings.MONAI_LABEL_DICOMWEB_CACHE_PATH = str(cache)
     store = dicomweb_datastore(url)
     client, images = store._client, set(store.list_images())

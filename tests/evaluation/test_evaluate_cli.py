@@ -106,3 +106,10 @@ def test_unknown_model_version_is_exit_code_2(tmp_path, model):
     proc = main_py("evaluate", "--studies", ROOT / "studies", "--model", model, "--model-dir", tmp_path,
                    "--out", tmp_path / "report")
     assert proc.returncode == 2 and "--model" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unreachable_pacs_is_a_one_line_error(tmp_path):
+    from tests.conftest import free_port
+
+    proc = main_py("evaluate", "--studies", f"http://127.0.0.1:{free_port()}/dicom-web", "--out", tmp_path / "report")
+    assert proc.returncode == 2 and "no DICOMweb server answers" in proc.stderr and "Traceback" not in proc.stderr
