@@ -25,12 +25,18 @@ def add_arguments(parser):
 
 def run(args) -> int:
     from lib.networks.presets import get_preset
-    from lib.training.pretrain import PretrainPlan, pretrain
+    from lib.training.pretrain import PretrainPlan, parse_stages, pretrain
 
     plan = PretrainPlan(**{f.name: getattr(args, f.name) for f in fields(PretrainPlan)})
-    for name in ("train_subjects", "val_subjects", "slices_per_subject", "epochs", "steps_per_epoch", "batch_size"):
+    for name in ("train_subjects", "val_subjects", "slices_per_subject", "classifier_epochs", "steps_per_epoch",
+                 "batch_size"):
         if getattr(plan, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("thigh_stages", "leg_stages"):
+        try:
+            parse_stages(getattr(plan, name))
+        except ValueError as error:
+            raise UserError(f"--{name.replace('_', '-')}: {error}") from None
     get_preset(plan.preset)  # unknown preset -> error before any work
     if plan.loss not in ("weighted_ce", "dice_ce"):
         raise UserError(f"--loss must be weighted_ce or dice_ce, got {plan.loss!r}")

@@ -48,3 +48,12 @@ def test_training_stops_when_asked_and_keeps_weights_finite():
                   should_stop=lambda: next(steps) >= 3)
     assert history.stopped and len(history.train_loss) == 1
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+
+def test_training_returns_plain_memory_layout():
+    data = small_slices(9, n=1)
+    model = build_segmenter("leg", "compact")
+    fit(model, segmentation_batches(data, "leg", batch_size=1, crop=96, augment=False),
+        make_segmentation_loss(), lambda m: 0.0, TrainSettings(epochs=1, steps_per_epoch=2), keep="last")
+    assert all(p.is_contiguous() for p in model.parameters())  # trained channels-last, saved plain

@@ -1,0 +1,40 @@
+"""``python main.py pretrain``: restarted stages, the record of how weights were made, clear errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lib.training.pretrain import parse_stages
+from tests.conftest import ROOT
+
+
+def pretrain(*args, timeout=600):
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), "pretrain", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_stages_parse_and_bad_ones_are_named():
+    assert parse_stages("18@0.002, 10@1e-3") == [(18, 0.002), (10, 0.001)]
+    for bad in ("18", "x@0.1", "0@0.1", "5@2"):
+        with pytest.raises(ValueError, match="stage"):
+            parse_stages(bad)
+
+
+def test_bad_stage_is_a_one_line_error_and_writes_nothing(tmp_path):
+    proc = pretrain("--leg-stages", "10@fast", "--out", str(tmp_path / "w"), timeout=120)
+    assert proc.returncode == 2 and "--leg-stages: stage '10@fast'" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
+
+
+def test_tiny_staged_run_records_every_stage(tmp_path):
+    proc = pretrain("--networks", "segmentation_leg", "--leg-stages", "1@0.002,1@0.001", "--steps-per-epoch", "2",
+                    "--train-subjects", "1", "--val-subjects", "1", "--slices-per-subject", "2",
+                    "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads((tmp_path / "segmentation_leg.json").read_text())
+    assert [h["epochs_run"] for h in record["history"]] == [1, 1]
+    assert record["plan"]["leg_stages"] == "1@0.002,1@0.001" and record["seconds"] > 0
+    assert record["validation_score"] == max(h["best_score"] for h in record["history"])  # best kept across stages
+    assert (tmp_path / "segmentation_leg.pt").stat().st_size > 1e6
