@@ -37,7 +37,7 @@ from lib.configs.base import SHIPPED_WEIGHTS  # noqa: E402
 from lib.data.phantom import generate_phantom  # noqa: E402
 from lib.tasks.slice_engine import load_network  # noqa: E402
 from lib.tasks.slice_uncertainty import entropy_scores  # noqa: E402
-from lib.tasks.strategy_slices import pick_spread, rank_slices  # noqa: E402
+from lib.tasks.strategy_slices import choose_image, pick_spread  # noqa: E402
 from lib.training.incremental import RoundSettings, run_round  # noqa: E402
 from lib.training.pretrain import MODEL_SPACING, SEED_BASE  # noqa: E402
 from lib.training.registry import ModelRegistry  # noqa: E402
@@ -80,14 +80,13 @@ def choose(strategy: str, live: Path, pool: list[SliceSet], done: list[set], n: 
         rng.shuffle(free)
         return i, pick_spread([(0.0, k) for k in free], n)
     model, _ = load_network(str(live))
-    best = None
+    candidates = []
     for i, subject in enumerate(pool):
         values = entropy_scores(model, subject.images).tolist()
-        scores = [{"slice": k, "score": v, "region": "thigh", "empty": False} for k, v in enumerate(values)]
-        ranked = rank_slices(scores, done[i])
-        if ranked and (best is None or ranked[0][0] > best[0]):
-            best = (ranked[0][0], i, ranked)
-    return best[1], pick_spread(best[2], n)
+        candidates.append((i, [{"slice": k, "score": v, "region": "thigh", "empty": False}
+                               for k, v in enumerate(values)], done[i]))
+    subject, slices, _ = choose_image(candidates, n)
+    return subject, slices
 
 
 def run_loop(strategy: str, seed: int, weak: Path, pool, held_out: SliceSet, rounds: int, n: int, settings) -> list:

@@ -3,11 +3,15 @@
 ``uncertain_slices`` ranks every unannotated, non-empty slice by the live model's
 uncertainty (``lib.tasks.slice_uncertainty``), damped near slices already annotated (their
 neighbours look alike: the damping grows back over ``SPREAD`` slices) and in images that
-already have many annotated slices (spreads work over images). It answers with the best
-image and up to ``n`` of its slices, never two adjacent ones. ``random`` is the slice-level
-baseline: a random image, random non-adjacent slices. Both answer MONAI Label's fields
-(``id``; the app adds ``path``) plus ``slice``, ``slices``, ``score``, ``region``, and record
-the suggestion in the image's info (``suggested_slices``) for viewers.
+already have many annotated slices (spreads work over images). For ``n`` slices it cuts the
+image's candidate slices into ``n`` equal stretches along the limb and takes the most
+uncertain slice of each (``pick_stratified``): muscle shapes change from hip to knee, and the
+top-``n`` slices by uncertainty alone bunch at the atypical ends, which made fine-tuning on
+them *worse* than on random slices. The image whose picks score best wins; no two picks are
+adjacent. ``random`` is the slice-level baseline: a random image, random non-adjacent
+slices. Both answer MONAI Label's fields (``id``; the app adds ``path``) plus ``slice``,
+``slices``, ``score``, ``region``, and record the suggestion in the image's info
+(``suggested_slices``) for viewers.
 """
 
 from __future__ import annotations
@@ -72,6 +76,50 @@ def pick_spread(ranked: list[tuple[float, int]], n: int) -> list[int]:
     return chosen
 
 
+def pick_stratified(ranked: list[tuple[float, int]], n: int) -> list[int]:
+    """Up to ``n`` slices from ``(score, slice)`` best first: the span of the candidates cut into
+    ``n`` equal stretches, the best slice of each, no two adjacent; a stretch with no usable
+    candidate leaves its place to the best remaining slice anywhere. Best first."""
+    if not ranked:
+        return []
+    ks = [k for _, k in ranked]
+    edges = np.linspace(min(ks), max(ks) + 1, n + 1)
+    chosen: list[int] = []
+    taken: set[int] = set()
+    for _, k in ranked:
+        stretch = int(np.searchsorted(edges, k, side="right")) - 1
+        if stretch not in taken and all(abs(k - c) > 1 for c in chosen):
+            chosen.append(k)
+            taken.add(stretch)
+    for k in ks:  # top up from the best remaining slices
+        if len(chosen) == n:
+            break
+        if all(abs(k - c) > 1 for c in chosen):
+            chosen.append(k)
+    order = {k: i for i, k in enumerate(ks)}
+    return sorted(chosen, key=order.get)
+
+
+def choose_image(candidates, n: int, region: str | None = None):
+    """The image to annotate next among ``candidates`` = ``(key, slice scores, annotated set)``.
+
+    Returns ``(key, slices, value)`` for the image whose stratified picks have the
+    highest summed adjusted score (divided by ``n``: an image that can offer fewer slices
+    counts its missing ones as zero), or None when no image has a candidate slice.
+    """
+    best = None
+    for key, scores, done in candidates:
+        ranked = rank_slices(scores, done, region)
+        slices = pick_stratified(ranked, n)
+        if not slices:
+            continue
+        adjusted = dict((k, v) for v, k in ranked)
+        value = sum(adjusted[k] for k in slices) / n
+        if best is None or value > best[2]:
+            best = (key, slices, value)
+    return best
+
+
 def rank_slices(scores: list[dict], done: set[int], region: str | None = None) -> list[tuple[float, int]]:
     """``(adjusted score, slice)`` of an image's candidate slices, best first (see module doc)."""
     damping = 1.0 / (1.0 + IMAGE_DAMPING * len(done))
@@ -105,18 +153,13 @@ class UncertainSlices(Strategy):
     def __call__(self, request, datastore):
         n, region = parse_params(request)
         live, version = live_model(self.paths)  # hashed once per request, not per image
-        best = None  # (adjusted score, image id, ranked slices, scores)
-        for image_id in datastore.list_images():
-            scores = image_scores(datastore, image_id, live, version)
-            ranked = rank_slices(scores, annotated(datastore, image_id), region)
-            if ranked and (best is None or ranked[0][0] > best[0]):
-                best = (ranked[0][0], image_id, ranked, scores)
+        scores = {image_id: image_scores(datastore, image_id, live, version) for image_id in datastore.list_images()}
+        best = choose_image(((i, scores[i], annotated(datastore, i)) for i in scores), n, region)
         if best is None:
             return {}
-        score, image_id, ranked, scores = best
-        slices = pick_spread(ranked, n)
-        by_slice = {s["slice"]: s for s in scores}
-        return _answer(datastore, image_id, slices, "uncertain_slices", score=round(score, 5),
+        image_id, slices, value = best
+        by_slice = {s["slice"]: s for s in scores[image_id]}
+        return _answer(datastore, image_id, slices, "uncertain_slices", score=round(value, 5),
                        region=by_slice[slices[0]]["region"],
                        scores={str(k): by_slice[k]["score"] for k in slices})
 

@@ -17,7 +17,7 @@ from lib.data.io import save_nifti
 from lib.data.phantom import generate_phantom
 from lib.networks.checkpoint import build_from_checkpoint, save_checkpoint
 from lib.tasks.slice_uncertainty import stored_slice_order
-from lib.tasks.strategy_slices import UncertainSlices, parse_params, pick_spread
+from lib.tasks.strategy_slices import UncertainSlices, choose_image, parse_params, pick_spread, pick_stratified
 from lib.errors import UserError
 from tests.conftest import Server
 
@@ -130,3 +130,36 @@ def test_pick_spread_and_params():
     superior_first = np.diag([-1.0, -1.0, -5.0, 1.0])  # stored head to foot
     assert list(stored_slice_order(superior_first, 4)) == [3, 2, 1, 0]
     assert list(stored_slice_order(np.diag([-1.0, -1.0, 5.0, 1.0]), 4)) == [0, 1, 2, 3]
+
+
+def ranked(scores: dict[int, float]) -> list[tuple[float, int]]:
+    return sorted(((v, k) for k, v in scores.items()), reverse=True)
+
+
+def test_stratified_picks_cover_the_limb_instead_of_bunching_at_its_uncertain_end():
+    rising = ranked({k: k / 12 for k in range(12)})  # the most uncertain slices all at one end
+    assert pick_spread(rising, 3) == [11, 9, 7]
+    assert pick_stratified(rising, 3) == [11, 7, 3]  # the best of each third, best first
+    assert pick_stratified(rising, 1) == [11]
+
+
+def test_stratified_picks_are_never_adjacent_and_top_up_from_crowded_stretches():
+    assert pick_stratified(ranked({1: 0.9, 2: 0.8, 5: 0.7, 3: 0.6, 0: 0.1, 4: 0.1}), 3) == [1, 5, 3]
+    # the middle stretch is empty: its place goes to the best non-adjacent slice elsewhere
+    assert pick_stratified(ranked({0: 0.9, 10: 0.5, 1: 0.4, 2: 0.3}), 3) == [0, 10, 2]
+    assert pick_stratified(ranked({1: 0.9, 10: 0.5, 0: 0.4, 2: 0.3}), 3) == [1, 10]
+    assert pick_stratified([], 3) == []
+
+
+def test_the_image_with_the_best_picks_wins_and_annotated_slices_are_never_picked():
+    def slices(values):
+        return [{"slice": k, "score": v, "region": "thigh", "empty": False} for k, v in enumerate(values)]
+
+    spiky = slices([0.0] * 11 + [1.0])  # one very uncertain slice, the rest certain
+    broad = slices([0.4] * 12)
+    assert choose_image([("spiky", spiky, set()), ("broad", broad, set())], 1)[0] == "spiky"
+    key, picks, _ = choose_image([("spiky", spiky, set()), ("broad", broad, set())], 3)
+    assert key == "broad" and len(picks) == 3
+    key, picks, _ = choose_image([("broad", broad, {0, 5, 11})], 4)
+    assert not set(picks) & {0, 5, 11}
+    assert choose_image([("done", slices([0.5, 0.5]), {0, 1})], 2) is None
