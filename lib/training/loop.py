@@ -150,7 +150,7 @@ def fit(
             inputs, *targets = (t.to(device, non_blocking=True) for t in next(batches))
             optimiser.zero_grad(set_to_none=True)
             with _autocast(device, settings.amp):
-                logits = trained(inputs.contiguous(memory_format=memory))
+                logits = trained(inputs.contiguous(memory_format=memory) if inputs.dim() == 4 else inputs)
             loss = loss_fn(logits.float(), *targets)  # the loss in fp32 whatever the forward's precision
             loss.backward()
             optimiser.step()

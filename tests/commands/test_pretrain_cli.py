@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from lib.data.real_slice import DEFAULT_DIR, ROIS_FILE
 from lib.training.pretrain import parse_stages
 from tests.conftest import ROOT
 
@@ -28,6 +29,7 @@ def test_bad_stage_is_a_one_line_error_and_writes_nothing(tmp_path):
     assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
 
 
+@pytest.mark.skipif(not (DEFAULT_DIR / ROIS_FILE).exists(), reason=f"pretrain needs the real slice at {DEFAULT_DIR}")
 def test_tiny_staged_run_records_every_stage(tmp_path):
     proc = pretrain("--networks", "segmentation_leg", "--leg-stages", "1@0.002,1@0.001", "--steps-per-epoch", "2",
                     "--train-subjects", "1", "--val-subjects", "1", "--slices-per-subject", "2",

@@ -21,7 +21,9 @@ from tests.conftest import ROOT, Server
 
 SUBJECT = "severe_thigh_20007"
 ANNOTATED = [1, 5, 8]
-SHORT_ROUND = {"epochs": 1, "steps_per_epoch": 20}
+# The remade thigh weights sit at a sharp optimum: 20 steps at the default 2e-4 cost 0.007
+# phantom Dice and the guard rightly rejected the round; 5e-5 costs 0.003 and still gains.
+SHORT_ROUND = {"epochs": 1, "steps_per_epoch": 20, "lr": 5e-5}
 
 
 @pytest.fixture(scope="module")
