@@ -85,10 +85,12 @@ class TrainHistory:
 
 
 def _autocast(device: torch.device, enabled: bool):
+    """A factory of the forward's precision context, resolved once per run (not per step)."""
     precision = resolve_precision(device, "auto") if enabled else "fp32"
     if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return lambda: torch.autocast(device.type, dtype=dtype)
 
 
 def fit(
@@ -122,6 +124,7 @@ def fit(
     device = torch.device(settings.device)
     memory = torch.channels_last if settings.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=memory)
+    autocast = _autocast(device, settings.amp)
     trained = model
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         ids = [device.index] if device.type == "cuda" else None
@@ -149,7 +152,7 @@ def fit(
                 break
             inputs, *targets = (t.to(device, non_blocking=True) for t in next(batches))
             optimiser.zero_grad(set_to_none=True)
-            with _autocast(device, settings.amp):
+            with autocast():
                 logits = trained(inputs.contiguous(memory_format=memory) if inputs.dim() == 4 else inputs)
             loss = loss_fn(logits.float(), *targets)  # the loss in fp32 whatever the forward's precision
             loss.backward()
