@@ -28,10 +28,12 @@ def run(args) -> int:
     from lib.training.pretrain import PretrainPlan, parse_stages, pretrain
 
     plan = PretrainPlan(**{f.name: getattr(args, f.name) for f in fields(PretrainPlan)})
-    for name in ("train_subjects", "val_subjects", "slices_per_subject", "classifier_epochs", "steps_per_epoch",
-                 "batch_size"):
+    for name in ("train_subjects", "val_subjects", "slices_per_subject", "classifier_epochs", "classifier_subjects",
+                 "classifier_val_subjects", "classifier_average_from", "steps_per_epoch", "batch_size"):
         if getattr(plan, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if plan.classifier_average_from > plan.classifier_epochs:
+        raise UserError("--classifier-average-from must not exceed --classifier-epochs")
     for name in ("thigh_stages", "leg_stages"):
         try:
             parse_stages(getattr(plan, name))

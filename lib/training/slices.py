@@ -13,6 +13,8 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from monai.transforms import RandAffine
+from monai.utils import convert_to_tensor
 
 from lib.labels import global_to_channels, num_classes, region_of_values
 from lib.transforms.augment import train_augmentations
@@ -124,19 +126,27 @@ def segmentation_batches(data: SliceSet, region: str, batch_size: int = 4, crop:
 
 
 def classifier_batches(images: torch.Tensor, classes: torch.Tensor, weights: np.ndarray, batch_size: int = 32,
-                       seed: int = 0, max_shift: int = 24) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless ``(128x128 images, region classes)`` batches with random shifts, flips and gamma.
+                       seed: int = 0, max_shift: int = 24, max_scale: float = 0.25,
+                       max_rotation: float = 15.0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless ``(128x128 images, region classes)`` batches: random affine, flips and gamma.
 
-    The classifier ends in a dense layer that sees where things are, so without shifts it learns
-    the training subjects' limb positions instead of the anatomy.
+    The classifier ends in a dense layer that sees where and how big things are. Without shifts
+    it learns the training subjects' limb positions; without scaling it learns limb size, and a
+    slim thigh passes for a leg (held-out accuracy 0.75-0.91 before scaling was added).
+
+    Args:
+        max_shift: translation range in pixels (each axis).
+        max_scale: scale range, each axis ``1 ± max_scale``.
+        max_rotation: rotation range in degrees.
     """
     rng = np.random.default_rng(seed)
     p = weights / weights.sum()
+    affine = RandAffine(prob=1.0, rotate_range=np.deg2rad(max_rotation), scale_range=(max_scale, max_scale),
+                        translate_range=(max_shift, max_shift), padding_mode="zeros", mode="bilinear")
+    affine.set_random_state(seed=seed)
     while True:
         idx = rng.choice(len(images), size=batch_size, p=p)
-        x = images[idx].clone()
-        for i, (dy, dx) in enumerate(rng.integers(-max_shift, max_shift + 1, size=(batch_size, 2))):
-            x[i] = torch.roll(x[i], shifts=(int(dy), int(dx)), dims=(-2, -1))  # background wraps: it is ~0
+        x = torch.stack([convert_to_tensor(affine(images[i]), dtype=torch.float32, track_meta=False) for i in idx])
         flip = torch.from_numpy(rng.random(batch_size) < 0.5)
         x[flip] = x[flip].flip(-2)  # left/right mirror: the region does not depend on the side
         gamma = torch.from_numpy(rng.uniform(0.7, 1.4, size=(batch_size, 1, 1, 1))).float()

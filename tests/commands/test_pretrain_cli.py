@@ -40,3 +40,21 @@ def test_tiny_staged_run_records_every_stage(tmp_path):
     assert record["plan"]["leg_stages"] == "1@0.002,1@0.001" and record["seconds"] > 0
     assert record["validation_score"] == max(h["best_score"] for h in record["history"])  # best kept across stages
     assert (tmp_path / "segmentation_leg.pt").stat().st_size > 1e6
+
+
+@pytest.mark.skipif(not (DEFAULT_DIR / ROIS_FILE).exists(), reason=f"pretrain needs the real slice at {DEFAULT_DIR}")
+def test_tiny_classifier_run_records_its_weight_average(tmp_path):
+    proc = pretrain("--networks", "classifier", "--classifier-epochs", "1", "--classifier-average-from", "1",
+                    "--classifier-subjects", "1", "--classifier-val-subjects", "1", "--slices-per-subject", "2",
+                    "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads((tmp_path / "classifier.json").read_text())
+    assert record["averaged_epochs"] == 1 and record["seeds"]["train"] == [0, 0]
+    assert 0 <= record["validation_score"] <= 1 and record["val_slices"] == 4
+
+
+def test_average_after_the_last_epoch_is_a_one_line_error(tmp_path):
+    proc = pretrain("--classifier-epochs", "3", "--classifier-average-from", "4", "--out", str(tmp_path / "w"),
+                    timeout=120)
+    assert proc.returncode == 2 and "--classifier-average-from must not exceed" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()

