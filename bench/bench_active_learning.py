@@ -172,9 +172,9 @@ def main() -> None:
                         help="publish guard (weak: 1.0, i.e. off: the weak model was picked on the guard's own "
                              "validation phantoms, so every candidate looked worse; shipped: the default 0.005)")
     args = parser.parse_args()
-    start = time.time()
+    start, weak_start = time.time(), args.start == "weak"
     with tempfile.TemporaryDirectory() as tmp:
-        if args.start == "weak":
+        if weak_start:
             weak = weak_model(Path(tmp), args.weak_subjects, args.weak_epochs)
             pool = thigh_subjects(range(POOL_SEED_BASE, POOL_SEED_BASE + args.pool), None, 12, "pool")
             held_out = thigh_subjects(range(SEED_BASE["test"] + 50, SEED_BASE["test"] + 56), None, 8, "held_out")
@@ -183,7 +183,6 @@ def main() -> None:
             pool = thigh_subjects(range(POOL_SEED_BASE, POOL_SEED_BASE + args.pool), "severe", 12, "pool")
             held_out = thigh_subjects(range(SEED_BASE["test"] + 50, SEED_BASE["test"] + 53), "severe", 8, "held_out")
         held_out = sum(held_out[1:], held_out[0])
-        weak_start = args.start == "weak"
         settings = {"epochs": args.epochs, "steps_per_epoch": args.steps, "replay_subjects": args.weak_subjects,
                     "val_subjects": 2, "replay_share": 0.3,
                     "lr": args.lr or (5e-4 if weak_start else 2e-4),

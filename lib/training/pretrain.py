@@ -222,8 +222,7 @@ def pretrain(plan: PretrainPlan, out: Path, networks=("classifier", "segmentatio
         val = phantom_slices(region, "val", plan.val_subjects, plan.slices_per_subject)[0]
         if region == "leg":
             train = _with_share(train + real, "real_leg_t1", plan.real_slice_weight)
-        if f"segmentation_{region}" in networks:
-            records[f"segmentation_{region}"] = train_segmenter(region, plan, train, val, out)
+        records[f"segmentation_{region}"] = train_segmenter(region, plan, train, val, out)
     if "classifier" in networks:
         print("generating classifier phantoms ...", flush=True)
         records["classifier"] = train_classifier(plan, *classifier_volumes(plan), out)
