@@ -34,7 +34,19 @@ OPTIONS = {
     "echo": 0,  # which volume of a 4D (multi-echo) series to use
     "cleanup": True,  # SPEC §2 area opening/closing of the predicted labels
     "keep_largest": False,  # per slice, each muscle keeps its largest region per limb, holes filled
+    "region_window": 5,  # odd number of consecutive slices whose majority routes a slice; 1: each on its own
 }
+
+
+def parse_window(value) -> int:
+    """``region_window``: a positive odd integer (a median needs a middle)."""
+    try:
+        window = int(value)
+    except (TypeError, ValueError):
+        window = 0
+    if window < 1 or window % 2 == 0 or str(value).strip() != str(window):
+        raise UserError(f"option 'region_window' must be a positive odd integer (1 = no smoothing), got {value!r}")
+    return window
 
 
 class MuscleInferTask(BasicInferTask):
@@ -80,6 +92,7 @@ class MuscleInferTask(BasicInferTask):
             request["echo"] = int(request.get("echo", 0))
         except (TypeError, ValueError):
             raise UserError(f"option 'echo' must be an integer, got {request.get('echo')!r}") from None
+        request["region_window"] = parse_window(request.get("region_window", OPTIONS["region_window"]))
         return super().__call__(request, callbacks)
 
     def pre_transforms(self, data=None):

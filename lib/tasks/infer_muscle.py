@@ -26,7 +26,7 @@ class MuscleInfer(MuscleInferTask):
         n_slices = data["image"].shape[-1]
         slices = self.selected_slices(data, n_slices)
         if data.get("region", "auto") == "auto":
-            summary = region_summary(self.classify(data, slices, device), slices)
+            summary = region_summary(self.classify(data, slices, device), slices, data["region_window"])
             routed = {r: [s["slice"] for s in summary["slices"] if s["region"] == r] for r in REGIONS}
         else:
             summary = {"region": data["region"], "forced": True}
