@@ -32,6 +32,8 @@ def run(args) -> int:
                  "classifier_val_subjects", "classifier_average_from", "steps_per_epoch", "batch_size"):
         if getattr(plan, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 < plan.classifier_lr < 1:
+        raise UserError(f"--classifier-lr must be between 0 and 1, got {plan.classifier_lr}")
     if plan.classifier_average_from > plan.classifier_epochs:
         raise UserError("--classifier-average-from must not exceed --classifier-epochs")
     for name in ("thigh_stages", "leg_stages"):

@@ -50,11 +50,15 @@ def test_tiny_classifier_run_records_its_weight_average(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads((tmp_path / "classifier.json").read_text())
     assert record["averaged_epochs"] == 1 and record["seeds"]["train"] == [0, 0]
-    assert 0 <= record["validation_score"] <= 1 and record["val_slices"] == 4
+    # 1 subject per region, rendered at each of the 3 severities, 2 slices each
+    assert 0 <= record["validation_score"] <= 1 and record["val_slices"] == 12
 
 
-def test_average_after_the_last_epoch_is_a_one_line_error(tmp_path):
-    proc = pretrain("--classifier-epochs", "3", "--classifier-average-from", "4", "--out", str(tmp_path / "w"),
-                    timeout=120)
-    assert proc.returncode == 2 and "--classifier-average-from must not exceed" in proc.stderr
+@pytest.mark.parametrize("args,message", [
+    (("--classifier-epochs", "3", "--classifier-average-from", "4"), "--classifier-average-from must not exceed"),
+    (("--classifier-lr", "0"), "--classifier-lr must be between 0 and 1"),
+])
+def test_bad_classifier_settings_are_one_line_errors(tmp_path, args, message):
+    proc = pretrain(*args, "--out", str(tmp_path / "w"), timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
