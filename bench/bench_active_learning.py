@@ -13,7 +13,10 @@ after each round gives the learning curve. ``uncertain_slices`` (MC-dropout rank
 ``lib.tasks.strategy_slices``) against slice-level ``random``, over several seeds; the weak
 model is the same for all. ``--start shipped`` starts instead from the shipped weights on a
 cohort of severe fat infiltration only (the earlier set-up, where neither strategy gained).
-Writes ``bench/results/active_learning.{json,md,png}``.
+``--strategies ... typical_uncertain`` adds the experiment of weighing uncertainty by the
+typicality of each slice among the pool (``lib.tasks.slice_uncertainty.typicality``; tried,
+not served). Writes ``bench/results/<--name>.{json,md,png}`` (default ``active_learning``),
+with what each strategy picked (limb ends, severities).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from bench.bench_networks import machine  # noqa: E402
 from lib.configs.base import SHIPPED_WEIGHTS  # noqa: E402
 from lib.data.phantom import generate_phantom  # noqa: E402
 from lib.tasks.slice_engine import load_network  # noqa: E402
-from lib.tasks.slice_uncertainty import entropy_scores  # noqa: E402
+from lib.tasks.slice_uncertainty import entropy_scores, slice_embeddings, typicality  # noqa: E402
 from lib.tasks.strategy_slices import choose_image, pick_spread  # noqa: E402
 from lib.training.incremental import RoundSettings, run_round  # noqa: E402
 from lib.data.phantom import SEVERITIES  # noqa: E402
@@ -86,6 +89,12 @@ def choose(strategy: str, live: Path, pool: list[SliceSet], done: list[set], n: 
         values = entropy_scores(model, subject.images).tolist()
         candidates.append((i, [{"slice": k, "score": v, "region": "thigh", "empty": False}
                                for k, v in enumerate(values)], done[i]))
+    if strategy == "typical_uncertain":  # density over the pool's unannotated slices
+        free = [(i, k) for i, subject in enumerate(pool) for k in range(len(subject)) if k not in done[i]]
+        embeddings = {i: slice_embeddings(model, subject.images).numpy() for i, subject in enumerate(pool)}
+        typical = typicality(np.stack([embeddings[i][k] for i, k in free]))
+        for (i, k), t in zip(free, typical):
+            candidates[i][1][k]["typicality"] = float(t)
     subject, slices, _ = choose_image(candidates, n)
     return subject, slices
 
@@ -96,8 +105,10 @@ def run_loop(strategy: str, seed: int, weak: Path, pool, held_out: SliceSet, rou
         registry = ModelRegistry(tmp, "segmentation_thigh", weak)
         done = [set() for _ in pool]
         curve = [(0, segmenter_mean_dice(load_network(str(weak))[0], held_out, "thigh"))]
+        picks = []
         for r in range(rounds):
             subject, slices = choose(strategy, registry.current(), pool, done, n, rng)
+            picks.append([int(subject), [int(k) for k in slices]])
             done[subject] |= set(slices)
             train = SliceSet.empty()
             for i, subject_slices in enumerate(pool):
@@ -111,33 +122,49 @@ def run_loop(strategy: str, seed: int, weak: Path, pool, held_out: SliceSet, rou
             curve.append((sum(len(d) for d in done), dice))
             print(f"  {strategy} seed {seed} round {r + 1}: {curve[-1][0]} slices, Dice {dice:.4f} "
                   f"({result['status']})", flush=True)
-    return curve
+    return curve, picks
+
+
+def pick_profile(picks: list, pool: list[SliceSet], severity_of) -> dict:
+    """What a strategy asked for: share of picks per pool severity, and share at the limb's ends
+    (the outer quarter of the slices at either end, where muscle shapes are least typical)."""
+    flat = [(severity_of(i), k, len(pool[i])) for run in picks for i, slices in run for k in slices]
+    ends = sum(1 for _, k, n in flat if not n / 4 <= k + 0.5 < 3 * n / 4)
+    return {"picks": len(flat), "at_limb_ends": round(ends / len(flat), 3),
+            "severity": {s: round(sum(1 for v, _, _ in flat if v == s) / len(flat), 3) for s in SEVERITIES}}
 
 
 def slices_to_reach(curve, level: float):
     return next((k for k, d in curve if d >= level), None)
 
 
-def report(res: dict) -> None:
+def report(res: dict, stem: str = "active_learning") -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "active_learning.json").write_text(json.dumps(res, indent=2) + "\n")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(res, indent=2) + "\n")
     curves = {s: np.array([[d for _, d in c] for c in runs]) for s, runs in res["curves"].items()}
-    counts = [k for k, _ in res["curves"]["uncertain_slices"][0]]
+    counts = [k for k, _ in next(iter(res["curves"].values()))[0]]
     lines = ["| annotated slices | " + " | ".join(f"{s} mean Dice (± sd)" for s in curves) + " |",
              "| ---: | " + " | ".join("---:" for _ in curves) + " |"]
     for j, k in enumerate(counts):
         lines.append(f"| {k} | " + " | ".join(f"{c[:, j].mean():.4f} ± {c[:, j].std():.4f}" for c in curves.values()) + " |")
     final_random = curves["random"][:, -1].mean()
-    mean_uncertain = [(k, d) for k, d in zip(counts, curves["uncertain_slices"].mean(0))]
-    reach = slices_to_reach(mean_uncertain, final_random)
-    saving = None if reach is None else 1 - reach / counts[-1]
-    res["slices_for_random_final_dice"] = {"random": counts[-1], "uncertain_slices": reach, "saving": saving}
-    lines += ["", f"Random reaches {final_random:.4f} with {counts[-1]} slices; uncertain_slices reaches it with "
-              f"{reach if reach is not None else 'more than ' + str(counts[-1])} slices"
-              + (f" ({saving:.0%} fewer)." if saving is not None else "."),
-              "", f"Machine: {res['machine']['cpu']}, {res['machine']['threads']} threads; {res['seconds']:.0f} s in all."]
-    (RESULTS / "active_learning.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "active_learning.json").write_text(json.dumps(res, indent=2) + "\n")
+    res["slices_for_random_final_dice"] = {"random": counts[-1]}
+    lines.append("")
+    for name in (s for s in curves if s != "random"):
+        reach = slices_to_reach(list(zip(counts, curves[name].mean(0))), final_random)
+        saving = None if reach is None else 1 - reach / counts[-1]
+        res["slices_for_random_final_dice"][name] = {"slices": reach, "saving": saving}
+        lines.append(f"Random reaches {final_random:.4f} with {counts[-1]} slices; {name} reaches it with "
+                     f"{reach if reach is not None else 'more than ' + str(counts[-1])} slices"
+                     + (f" ({saving:.0%} fewer)." if saving is not None else ".") + "  ")
+    lines += ["", "| strategy | slices picked | at the limb's ends (outer quarters) | "
+              + " | ".join(f"from {s} subjects" for s in SEVERITIES) + " |",
+              "| --- | ---: | ---: | " + " | ".join("---:" for _ in SEVERITIES) + " |"]
+    lines += [f"| {name} | {p['picks']} | {p['at_limb_ends']:.0%} | "
+              + " | ".join(f"{p['severity'][s]:.0%}" for s in SEVERITIES) + " |" for name, p in res["pick_profiles"].items()]
+    lines += ["", f"Machine: {res['machine']['cpu']}, {res['machine']['threads']} threads; {res['seconds']:.0f} s in all."]
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(res, indent=2) + "\n")
     try:
         import matplotlib
 
@@ -153,7 +180,7 @@ def report(res: dict) -> None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(RESULTS / "active_learning.png", dpi=120)
+    fig.savefig(RESULTS / f"{stem}.png", dpi=120)
 
 
 def main() -> None:
@@ -163,6 +190,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=4, help="slices asked per round")
     parser.add_argument("--epochs", type=int, default=4, help="epochs of each incremental round")
     parser.add_argument("--steps", type=int, default=25, help="optimiser steps per epoch")
+    parser.add_argument("--strategies", nargs="+", default=["uncertain_slices", "random"],
+                        choices=("uncertain_slices", "typical_uncertain", "random"),
+                        help="typical_uncertain: uncertainty x typicality (k-NN density of encoder features)")
     parser.add_argument("--start", choices=("weak", "shipped"), default="weak")
     parser.add_argument("--weak-subjects", type=int, default=2)
     parser.add_argument("--weak-epochs", type=int, default=14, help="epochs of 50 steps for the weak model")
@@ -171,7 +201,10 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=None,
                         help="publish guard (weak: 1.0, i.e. off: the weak model was picked on the guard's own "
                              "validation phantoms, so every candidate looked worse; shipped: the default 0.005)")
+    parser.add_argument("--name", default="active_learning", help="results file name under bench/results/")
     args = parser.parse_args()
+    if "random" not in args.strategies:
+        parser.error("--strategies must include random: the baseline every curve is compared with")
     start, weak_start = time.time(), args.start == "weak"
     with tempfile.TemporaryDirectory() as tmp:
         if weak_start:
@@ -187,14 +220,20 @@ def main() -> None:
                     "val_subjects": 2, "replay_share": 0.3,
                     "lr": args.lr or (5e-4 if weak_start else 2e-4),
                     "tolerance": args.tolerance if args.tolerance is not None else (1.0 if weak_start else 0.005)}
-        curves = {"uncertain_slices": [], "random": []}
+        curves = {name: [] for name in args.strategies}
+        picks = {strategy: [] for strategy in curves}
         for seed in range(args.seeds):
             for strategy in curves:
-                curves[strategy].append(run_loop(strategy, seed, weak, pool, held_out, args.rounds, args.n, settings))
+                curve, chosen = run_loop(strategy, seed, weak, pool, held_out, args.rounds, args.n, settings)
+                curves[strategy].append(curve)
+                picks[strategy].append(chosen)
+        severity_of = (lambda i: SEVERITIES[i % len(SEVERITIES)]) if weak_start else (lambda i: "severe")
+        profiles = {strategy: pick_profile(runs, pool, severity_of) for strategy, runs in picks.items()}
     report({"machine": machine(), "start": args.start, "weak_subjects": args.weak_subjects,
             "weak_epochs": args.weak_epochs, "pool_subjects": args.pool, "rounds": args.rounds, "n": args.n,
-            "round_settings": settings, "curves": curves, "seconds": time.time() - start})
-    print((RESULTS / "active_learning.md").read_text())
+            "round_settings": settings, "curves": curves, "picks": picks, "pick_profiles": profiles,
+            "seconds": time.time() - start}, args.name)
+    print((RESULTS / f"{args.name}.md").read_text())
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ SAMPLES = 4
 BODY_LEVEL = 0.1  # normalised intensity above which a pixel is tissue
 MIN_BODY_FRACTION = 0.01  # below this share of tissue pixels a slice is empty
 CLASSIFIER_WEIGHT = 0.5  # how much (1 - classifier confidence) adds to the segmenter entropy
+TYPICAL_NEIGHBOURS = 8  # k of the k-nearest-neighbour density (typicality)
 
 
 def model_version(paths: dict[str, str]) -> str:
@@ -70,6 +71,34 @@ def entropy_scores(model, slices: torch.Tensor, samples: int = SAMPLES) -> torch
     entropy = mc_entropy(model, slices, samples)
     body = (slices[:, 0] > BODY_LEVEL).float()
     return (entropy * body).flatten(1).sum(1) / body.flatten(1).sum(1).clamp_min(1)
+
+
+@torch.no_grad()
+def slice_embeddings(model, slices: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
+    """Per-slice feature vectors (N, C): the segmenter's deepest encoder level, averaged over
+    the slice and L2-normalised, dropout off. Slices the network sees alike lie close."""
+    pooled = []
+    hook = model.encoder[-1].register_forward_hook(lambda _m, _i, out: pooled.append(out.float().mean((2, 3))))
+    try:
+        for s in range(0, len(slices), batch_size):
+            predict_logits(model, slices[s:s + batch_size])
+    finally:
+        hook.remove()
+    return torch.nn.functional.normalize(torch.cat(pooled), dim=1)
+
+
+def typicality(embeddings: np.ndarray, k: int = TYPICAL_NEIGHBOURS) -> np.ndarray:
+    """How typical each slice is among ``embeddings`` (N, C): the inverse mean distance to its
+    ``k`` nearest neighbours (TypiClust, Hacohen et al., ICML 2022), scaled to a maximum of 1.
+    With few annotations, typical samples teach a model more than uncertain outliers."""
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    if len(embeddings) < 2:
+        return np.ones(len(embeddings))
+    distances = np.linalg.norm(embeddings[:, None] - embeddings[None], axis=-1)
+    k = min(k, len(embeddings) - 1)
+    nearest = np.sort(distances, axis=1)[:, 1:k + 1].mean(1)
+    density = 1.0 / np.maximum(nearest, 1e-6)
+    return density / density.max()
 
 
 def grid_slices(image_path: str) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, np.ndarray]:

@@ -33,6 +33,7 @@ from lib.transforms.postprocess import axial_axis
 SPREAD = 3  # slices over which an annotated slice damps its neighbours' scores
 IMAGE_DAMPING = 0.5  # each annotated slice of an image divides its scores by (1 + this)
 MAX_N = 20
+TYPICALITY_POWER = 1.0  # uncertainty x typicality^this, where scores carry a typicality
 KNOWN_PARAMS = {"n", "region", "strategy", "client_id", "label_tag", "labels", "model", "device", "result_extension",
                 "result_dtype", "result_compress"}
 
@@ -128,7 +129,8 @@ def rank_slices(scores: list[dict], done: set[int], region: str | None = None) -
         if s["empty"] or s["slice"] in done or (region and s["region"] != region):
             continue
         distance = min((abs(s["slice"] - k) for k in done), default=SPREAD)
-        ranked.append((s["score"] * damping * min(1.0, distance / SPREAD), s["slice"]))
+        value = s["score"] * s.get("typicality", 1.0) ** TYPICALITY_POWER
+        ranked.append((value * damping * min(1.0, distance / SPREAD), s["slice"]))
     return sorted(ranked, reverse=True)
 
 

@@ -16,8 +16,9 @@ from lib.data.datastore import MuscleDatastore
 from lib.data.io import save_nifti
 from lib.data.phantom import generate_phantom
 from lib.networks.checkpoint import build_from_checkpoint, save_checkpoint
-from lib.tasks.slice_uncertainty import stored_slice_order
-from lib.tasks.strategy_slices import UncertainSlices, choose_image, parse_params, pick_spread, pick_stratified
+from lib.tasks.slice_uncertainty import slice_embeddings, stored_slice_order, typicality
+from lib.tasks.strategy_slices import (UncertainSlices, choose_image, parse_params, pick_spread, pick_stratified,
+                                       rank_slices)
 from lib.errors import UserError
 from tests.conftest import Server
 
@@ -163,3 +164,30 @@ def test_the_image_with_the_best_picks_wins_and_annotated_slices_are_never_picke
     key, picks, _ = choose_image([("broad", broad, {0, 5, 11})], 4)
     assert not set(picks) & {0, 5, 11}
     assert choose_image([("done", slices([0.5, 0.5]), {0, 1})], 2) is None
+
+
+def test_typicality_ranks_an_outlier_last_and_scales_to_one():
+    rng = np.random.default_rng(0)
+    cluster = rng.normal(0, 0.05, (6, 4))
+    outlier = np.full((1, 4), 3.0)
+    values = typicality(np.concatenate([cluster, outlier]), k=3)
+    assert values.shape == (7,) and values.max() == pytest.approx(1.0)
+    assert values.argmin() == 6 and values[6] < 0.1 * values[:6].min()
+    assert typicality(np.zeros((1, 4))).tolist() == [1.0]
+
+
+def test_a_typical_slice_beats_a_slightly_more_uncertain_outlier_when_scores_carry_typicality():
+    scores = [{"slice": 0, "score": 0.5, "region": "thigh", "empty": False, "typicality": 0.2},
+              {"slice": 5, "score": 0.4, "region": "thigh", "empty": False, "typicality": 1.0}]
+    assert rank_slices(scores, set())[0][1] == 5
+    assert rank_slices([{k: v for k, v in s.items() if k != "typicality"} for s in scores], set())[0][1] == 0
+
+
+def test_slice_embeddings_are_unit_vectors_of_the_deepest_encoder_level():
+    model = build_from_checkpoint(SHIPPED_WEIGHTS / "segmentation_thigh.pt").eval()
+    slices = torch.rand(3, 1, 96, 96)
+    slices[2] = slices[0]
+    embeddings = slice_embeddings(model, slices)
+    assert embeddings.shape == (3, model.encoder[-1].conv2.out_channels)  # 256 for the compact preset
+    assert torch.allclose(embeddings.norm(dim=1), torch.ones(3), atol=1e-4)
+    assert torch.allclose(embeddings[0], embeddings[2], atol=1e-5) and not torch.allclose(embeddings[0], embeddings[1])
