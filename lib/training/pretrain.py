@@ -140,15 +140,23 @@ def train_segmenter(region: str, plan: PretrainPlan, train: SliceSet, val: Slice
                  train_slices=len(train), val_slices=len(val))
 
 
+# (grid, spacing mm) the classifier's phantoms are rendered on: the model grid, and smaller
+# fields of view whose edges show after resampling (a leg in 288x240 mm passed for a thigh).
+CLASSIFIER_FIELDS_OF_VIEW = (((432, 432), MODEL_SPACING), ((240, 200), (1.2, 1.2, 5.0)),
+                             ((320, 320), (1.0, 1.0, 5.0)), ((384, 320), (1.1, 1.1, 5.0)))
+
+
 def classifier_phantoms(split: str, subjects: int, n_slices: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Classifier inputs and classes of ``subjects`` phantoms per region, each rendered at every
-    severity: the same anatomy with other fat, so that fat replacement is no cue to the region."""
+    severity (the same anatomy with other fat, so that fat replacement is no cue to the region)
+    and on a field of view cycling through ``CLASSIFIER_FIELDS_OF_VIEW``."""
     volumes = []
     for region in REGIONS:
         for i in range(subjects):
-            for severity in SEVERITIES:
+            for j, severity in enumerate(SEVERITIES):
+                shape, spacing = CLASSIFIER_FIELDS_OF_VIEW[(i + j) % len(CLASSIFIER_FIELDS_OF_VIEW)]
                 phantom = generate_phantom(region, SEED_BASE[split] + i, n_slices=n_slices, severity=severity,
-                                           spacing=MODEL_SPACING)
+                                           shape=shape, spacing=spacing)
                 image, _ = volume_to_model_grid(phantom.image, None, phantom.affine)
                 volumes.append(classifier_slices([(image, region)]))  # 128x128 at once: a tenth of the memory
     return torch.cat([x for x, _ in volumes]), torch.cat([y for _, y in volumes])

@@ -30,15 +30,17 @@ def test_shipped_segmenter_dice_on_held_out_phantoms(region):
 
 
 def test_shipped_classifier_on_held_out_phantoms():
-    """720 held-out slices: 10 subjects per region, each at every severity, 12 slices along the limb.
+    """720 held-out slices: 10 subjects per region, each at every severity and on four fields
+    of view (from 288x240 to 448 mm), 12 slices along the limb.
 
-    The shipped classifier scores 0.974: its misses are runs of distal slices of slim, fatty
-    thighs (weights/README.md). A test of 32 slices could not tell it from a perfect one.
+    Earlier classifiers missed runs of distal slices of slim, fatty thighs, or every slice of
+    a limb in a small field of view (weights/README.md): the first shipped one scores 0.739
+    here. A test of 32 slices on one grid could not tell a 97 % classifier from a perfect one.
     """
     model = build_from_checkpoint(SHIPPED_WEIGHTS / "classifier.pt")
     x, y = classifier_phantoms("test", 10, 12)
     assert len(y) == 720
-    assert classifier_accuracy(model, x, y) >= 0.97
+    assert classifier_accuracy(model, x, y) >= 0.99
 
 
 def test_weights_record_how_they_were_made():
