@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_networks import machine  # noqa: E402
-from lib.configs.base import SHIPPED_WEIGHTS  # noqa: E402
+from lib.paths import SHIPPED_WEIGHTS  # noqa: E402
 from lib.data.phantom import generate_phantom  # noqa: E402
 from lib.tasks.slice_engine import load_network  # noqa: E402
 from lib.tasks.slice_uncertainty import entropy_scores, slice_embeddings, typicality  # noqa: E402

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import save_results  # noqa: E402
 from bench.bench_networks import machine  # noqa: E402
-from lib.configs.base import SHIPPED_WEIGHTS  # noqa: E402
+from lib.paths import SHIPPED_WEIGHTS  # noqa: E402
 from lib.data.embedded import StudySpec, write_study  # noqa: E402
 from lib.evaluation.run import model_paths, muscle_pipeline  # noqa: E402
 from lib.evaluation.studies import local_studies  # noqa: E402

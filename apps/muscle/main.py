@@ -34,7 +34,7 @@ from lib.server.evaluation_routes import install_evaluation_routes  # noqa: E402
 from lib.server.threads import move_heavy_routes_off_the_loop  # noqa: E402
 from lib.server.guard import install_request_guard  # noqa: E402
 from lib.server.names import check_infer_image  # noqa: E402
-from lib.server.settings import apply_server_defaults  # noqa: E402
+from lib.settings import apply_server_defaults  # noqa: E402
 from lib.tasks.strategy_slices import RandomSlices  # noqa: E402
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from lib.server.paths import APP_MODEL_DIR
+from lib.paths import APP_MODEL_DIR, SHIPPED_WEIGHTS
 
 NETWORKS = ("classifier", "segmentation_thigh", "segmentation_leg")
 
@@ -25,7 +25,6 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from lib.configs.base import SHIPPED_WEIGHTS
     from lib.errors import UserError
     from lib.training.registry import ModelRegistry
 

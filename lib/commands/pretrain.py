@@ -6,6 +6,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from lib.errors import UserError
+from lib.paths import SHIPPED_WEIGHTS
 
 NETWORKS = ("classifier", "segmentation_thigh", "segmentation_leg")
 
@@ -14,7 +15,7 @@ def add_arguments(parser):
     from lib.training.pretrain import PretrainPlan
 
     defaults = PretrainPlan()
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "weights"),
+    parser.add_argument("--out", default=str(SHIPPED_WEIGHTS),
                         help="output folder (default: the shipped weights/)")
     parser.add_argument("--networks", nargs="+", choices=NETWORKS, default=list(NETWORKS))
     for f in fields(PretrainPlan):

@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 
 from lib.errors import UserError
-from lib.server.paths import APP_DIR, EMBEDDED_STUDIES, WORKING_STUDIES, ROOT
-from lib.server.settings import apply_server_defaults
+from lib.paths import APP_DIR, EMBEDDED_STUDIES, WORKING_STUDIES, ROOT
+from lib.settings import apply_server_defaults
 
 
 def add_arguments(parser):
@@ -47,7 +47,7 @@ def working_studies(reset: bool = False) -> Path:
 def prepare_dicomweb(url: str) -> int:
     """Login and cache settings for MONAI Label, and a first search; returns the MR series count."""
     from lib.data.dicomweb import check_pacs, dicomweb_client, dicomweb_login
-    from lib.server.settings import SERVER_DEFAULTS
+    from lib.settings import SERVER_DEFAULTS
 
     login = dicomweb_login()
     if login:  # MONAI Label reads these (and start_server copies them into its environment)

@@ -9,11 +9,10 @@ and ``apps/muscle/model/<network>.pt`` is the live model published by training a
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from monailabel.interfaces.config import TaskConfig
 
-SHIPPED_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
+from lib.paths import SHIPPED_WEIGHTS
 
 
 class MuscleTaskConfig(TaskConfig):

@@ -33,7 +33,7 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 from lib.data.annotations import LabelCheck, check_label, shapes_match
 from lib.data.safe_datastore import SafeLocalDatastore
 from lib.errors import NotFoundError, UserError
-from lib.server.names import check_identifier
+from lib.identifiers import check_identifier
 from lib.transforms.loading import NIBABEL_SUFFIXES, check_shape, load_volume
 
 logger = logging.getLogger(__name__)

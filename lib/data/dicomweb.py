@@ -26,9 +26,9 @@ from dicomweb_client.session_utils import create_session_from_user_pass
 
 from lib.data.dicom_export import file_key, volume_to_series
 from lib.errors import UserError
+from lib.paths import ROOT
 
 logger = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[2]
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 BATCH = 16  # instances per STOW request: small requests, steady memory
 

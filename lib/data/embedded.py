@@ -15,9 +15,9 @@ from pathlib import Path
 
 from lib.data.io import save_nifti
 from lib.data.phantom import Phantom, annotated_slices, generate_phantom, sparse_label
-from lib.data.real_slice import DEFAULT_DIR, STUDY_ID, load_real_slice
+from lib.data.real_slice import STUDY_ID, load_real_slice
+from lib.paths import EMBEDDED_STUDIES, SHARED_DATA
 
-STUDIES_DIR = Path(__file__).resolve().parents[2] / "studies"
 LABELS_SUBDIR = Path("labels") / "final"
 ANNOTATIONS = ("sparse", "all", "none")
 NOTICE_FILE = "REAL_DATA_NOTICE.md"
@@ -68,7 +68,7 @@ def write_study(folder, spec: StudySpec, phantom: Phantom | None = None) -> list
     return written
 
 
-def write_real_slice(folder, source=DEFAULT_DIR) -> list[Path]:
+def write_real_slice(folder, source=SHARED_DATA) -> list[Path]:
     """The real leg slice as ``real_leg_t1`` with its label, and its attribution notice."""
     folder = Path(folder)
     real = load_real_slice(source)
@@ -79,7 +79,7 @@ def write_real_slice(folder, source=DEFAULT_DIR) -> list[Path]:
     return written + [notice]
 
 
-def build_embedded(folder=STUDIES_DIR, source=DEFAULT_DIR) -> list[Path]:
+def build_embedded(folder=EMBEDDED_STUDIES, source=SHARED_DATA) -> list[Path]:
     """(Re)build the embedded datastore; stale ``phantom_*`` files of older builds are removed."""
     folder = Path(folder)
     written = []

@@ -1,23 +1,20 @@
 """NIfTI reading and writing for studies, labels and phantoms.
 
-Writes are atomic (a hidden temporary file in the destination folder, then ``os.replace``; with
-``durable=True`` also fsync'ed), so a server scanning the folder never sees a half-written file, and byte-for-byte reproducible
-(``.nii.gz`` is compressed with a zero gzip timestamp), so regenerated committed studies do not
-show up as changes. Float images are stored as int16 with a scale factor (``scl_slope``),
+Writes are atomic (``lib.files``), so a server scanning the folder never sees a half-written
+file, and byte-for-byte reproducible (``.nii.gz`` is compressed with a zero gzip timestamp), so
+regenerated committed studies do not show up as changes. Float images are stored as int16 with a scale factor (``scl_slope``),
 which keeps files small at a precision far below MR noise; labels keep their integer type.
 """
 
 from __future__ import annotations
 
 import gzip
-import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+
+from lib.files import write_bytes_atomic
 
 INT16_MAX = 32000  # largest stored magnitude of a scaled float image
 
@@ -50,65 +47,6 @@ def save_nifti(path, array: np.ndarray, affine: np.ndarray, dtype=None) -> Path:
     if path.name.endswith(".gz"):
         data = gzip.compress(data, compresslevel=6, mtime=0)
     return write_bytes_atomic(path, data)
-
-
-def write_bytes_atomic(path, data: bytes, durable: bool = False) -> Path:
-    """Write ``data`` to ``path`` through a hidden temporary file in the same folder and
-    ``os.replace``: a reader sees the old file or the new one, never a part.
-
-    durable: also ``fsync`` the file and its folder, so the new content survives a power cut or
-    a killed server (saved labels, the datastore index); generated data skips it for speed.
-    """
-    path = Path(path)
-    tmp = stage_bytes(path, data, durable)
-    commit_staged(tmp, path, durable)
-    return path
-
-
-def stage_bytes(path, data: bytes | None = None, durable: bool = True, src=None) -> Path:
-    """Write ``data`` (or a copy of the file ``src``) to a hidden temporary file next to ``path``
-    and return it; nothing at ``path`` changes yet. A failure (a full disk) removes the
-    temporary file and raises, so a caller that stages every file first changes nothing."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if src is not None:
-                with open(src, "rb") as source:
-                    shutil.copyfileobj(source, f, 1 << 20)
-            else:
-                f.write(data)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; data files are readable like any other
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
-
-
-def commit_staged(tmp, path, durable: bool = True) -> Path:
-    """Rename a staged file over ``path`` (atomic), then ``fsync`` the folder so the rename lasts."""
-    path = Path(path)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if durable:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    return path
-
-
-def write_json_atomic(path, data, durable: bool = False, **dump_kwargs) -> Path:
-    """``json.dumps(data)`` written with ``write_bytes_atomic`` (indented by default)."""
-    return write_bytes_atomic(path, json.dumps(data, **{"indent": 2, **dump_kwargs}).encode(), durable)
 
 
 def load_nifti(path) -> tuple[np.ndarray, np.ndarray]:

@@ -22,8 +22,8 @@ from skimage import filters
 from lib import labels as L
 from lib.data.phantom import phantom_affine
 from lib.errors import UserError
+from lib.paths import SHARED_DATA
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 IMAGE_FILE = "leg_t1_example_image.npz"
 ROIS_FILE = "leg_t1_example_rois.npz"
 SLICE_THICKNESS = 5.0  # mm, as the study protocol (SPEC §2)
@@ -62,7 +62,7 @@ def roi_target(name: str) -> tuple[int, int]:
     return L.all_labels()[ROI_NAMES[base]], SIDES[suffix]
 
 
-def load_real_slice(folder=DEFAULT_DIR) -> RealSlice:
+def load_real_slice(folder=SHARED_DATA) -> RealSlice:
     """Load the real slice and its 12 ROIs from ``folder`` (numpy.load, no pickle)."""
     folder = Path(folder)
     with np.load(folder / IMAGE_FILE, allow_pickle=False) as f:

@@ -14,7 +14,7 @@ import logging
 import os
 import time
 
-from lib.data.io import commit_staged
+from lib.files import commit_staged
 
 logger = logging.getLogger(__name__)
 

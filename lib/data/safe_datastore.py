@@ -35,14 +35,11 @@ from filelock import FileLock
 from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastore, LocalDatastoreModel
 from monailabel.interfaces.exception import ImageNotFoundException, LabelNotFoundException
 
-from lib.data.io import commit_staged, stage_bytes
 from lib.data.recovery import file_sha256, roll_forward
+from lib.errors import StorageFullError
+from lib.files import commit_staged, stage_bytes
 
 logger = logging.getLogger(__name__)
-
-
-class StorageFullError(OSError):
-    """The disk (or quota) is full: nothing of the request was stored. HTTP 507."""
 
 
 @contextmanager

@@ -14,7 +14,7 @@ import csv
 import math
 from pathlib import Path
 
-from lib.data.io import write_json_atomic
+from lib.files import write_json_atomic
 from lib.evaluation.summary import DISTANCE_BANDS
 from lib.labels import REGIONS
 

@@ -21,6 +21,7 @@ from lib.evaluation.studies import labelled_studies
 from lib.evaluation.study_scores import score_study
 from lib.evaluation.summary import summarise
 from lib.labels import all_labels
+from lib.paths import SHIPPED_WEIGHTS
 from lib.tasks.slice_engine import live_path
 
 NETWORKS = ("classifier", "segmentation_thigh", "segmentation_leg")
@@ -29,8 +30,6 @@ logger = logging.getLogger(__name__)
 
 def model_paths(model: str, model_dir) -> dict[str, list[str]]:
     """Weight files per network for the ``muscle`` pipeline (the last existing one is used)."""
-    from lib.configs.base import SHIPPED_WEIGHTS  # here: lib.configs imports the scoring task, which imports us
-
     model_dir = Path(model_dir)
     live = {n: [str(SHIPPED_WEIGHTS / f"{n}.pt"), str(model_dir / f"{n}.pt")] for n in NETWORKS}
     if model == "live":
@@ -71,7 +70,7 @@ def evaluate(source: str, out, model: str = "live", model_dir=None, tags_csv=Non
 
 
 def default_model_dir() -> Path:
-    from lib.server.paths import APP_MODEL_DIR
+    from lib.paths import APP_MODEL_DIR
 
     return APP_MODEL_DIR
 

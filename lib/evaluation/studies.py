@@ -114,7 +114,7 @@ def dicomweb_studies(url: str, cache: Path, tags_csv=None) -> list[LabelledStudy
 
     from lib.data.dicomweb import check_pacs, dicomweb_client, dicomweb_login
     from lib.data.dicomweb_datastore import dicomweb_datastore
-    from lib.server.settings import apply_server_defaults
+    from lib.settings import apply_server_defaults
 
     apply_server_defaults()  # the MR search filter (MONAI Label's default lists CT only)
     login = dicomweb_login()  # as `serve --dicomweb`: environment, else scripts/orthanc.sh's password

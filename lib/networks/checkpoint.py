@@ -5,21 +5,21 @@ plain strings only, read back with ``torch.load(weights_only=True)``, so loading
 unpickles arbitrary objects (the published Dafne model files are pickles that run code).
 ``meta`` is any JSON-able dict (preset, region, classes, version, Dice…); ``save_checkpoint``
 adds ``network`` ("segmenter" / "classifier") and ``config`` (the constructor arguments), which
-``build_from_checkpoint`` uses to rebuild the right network. Writes are atomic: a temporary
-file in the same folder, fsync, then ``os.replace``.
+``build_from_checkpoint`` uses to rebuild the right network. Writes are atomic and durable
+(``lib.files``): a reader never loads half a file.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from lib.errors import UserError
+from lib.files import write_atomic
 from lib.networks.classifier import RegionClassifier
 from lib.networks.segmenter import ResidualVNet2D
 
@@ -61,20 +61,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict | None
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     if storage_dtype is not None:
         state = {k: v.to(storage_dtype) if v.is_floating_point() else v for k, v in state.items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, "meta_json": meta_json, "state_dict": state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; weights are readable like any other file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    payload = {"format": FORMAT, "meta_json": meta_json, "state_dict": state}
+    return write_atomic(path, lambda f: torch.save(payload, f), durable=True)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> tuple[dict, dict]:

@@ -14,7 +14,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from monailabel.interfaces.exception import ImageNotFoundException, LabelNotFoundException
 
-from lib.data.safe_datastore import StorageFullError
+from lib.errors import StorageFullError
 from lib.errors import NotFoundError, UserError
 
 logger = logging.getLogger(__name__)

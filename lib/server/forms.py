@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from lib.server.names import check_identifier
+from lib.identifiers import check_identifier
 
 JSON_FIELDS = (b"params", b"info")  # form fields MONAI Label passes to json.loads
 PARAMS_ID_KEYS = ("image", "label_tag")  # infer params that MONAI Label uses as id / folder name

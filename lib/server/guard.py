@@ -23,8 +23,9 @@ import json
 import logging
 from urllib.parse import parse_qs
 
+from lib.identifiers import check_identifier
 from lib.server.forms import BodyWatch, Rejected
-from lib.server.names import check_identifier, check_route_name
+from lib.server.names import check_route_name
 
 logger = logging.getLogger(__name__)
 

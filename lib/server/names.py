@@ -1,11 +1,8 @@
-"""Which names a request may use: plain identifiers, and models / strategies / scorers that exist.
+"""Which names a request may use: models / strategies / scorers that exist, images it may read.
 
-MONAI Label builds file paths from image ids (``<studies>/<id><ext>``) and label tags
-(``<studies>/labels/<tag>/``), and ``MONAILabelApp.infer`` reads any existing path given as an
-image. An identifier is therefore a *plain name*: no path separator, no ``..``, not absolute,
-no control characters. Percent-encoding is undone by the web framework before these checks
-(``%2e%2e%2f`` arrives as ``../``), and a double-encoded ``%252e`` stays a literal name that
-matches nothing.
+``MONAILabelApp.infer`` reads any existing path given as an image, so an infer's image must be
+a datastore id (a plain name, ``lib.identifiers``), an upload of this request or a session's
+file. A route naming a model, strategy or scoring method the app does not serve is a 404.
 """
 
 from __future__ import annotations
@@ -13,29 +10,14 @@ from __future__ import annotations
 import os
 import re
 
-MAX_ID_LENGTH = 255  # a file name's limit on Linux file systems
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+from lib.identifiers import check_identifier
+
 ROUTES = {  # first path segment -> (which tasks, MONAILabelApp attribute, noun)
     "infer": ("_infers", "model"),
     "train": ("_trainers", "trainer"),
     "activelearning": ("_strategies", "strategy"),
     "scoring": ("_scoring_methods", "scoring method"),
 }
-
-
-def check_identifier(key: str, value) -> str | None:
-    """Why ``value`` cannot be an image id / label tag / session id, or None when it can."""
-    if not isinstance(value, str):
-        return f"{key} must be a string id, got {type(value).__name__}"
-    if value == "":
-        return None  # MONAI Label's "not given" (e.g. infer on an uploaded file)
-    if len(value) > MAX_ID_LENGTH:
-        return f"{key} is longer than {MAX_ID_LENGTH} characters"
-    if CONTROL.search(value):
-        return f"{key} {value!r} holds control characters"
-    if "/" in value or "\\" in value or value in (".", "..") or value.startswith("~"):
-        return f"{key} {value!r} is a path; only a datastore id (a plain name) is accepted"
-    return None
 
 
 def _app_tasks(attribute: str):

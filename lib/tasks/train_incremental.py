@@ -23,7 +23,7 @@ from filelock import FileLock, Timeout
 from monailabel.interfaces.tasks.train import TrainTask
 
 from lib.data.corrections import corrected_images
-from lib.data.io import write_json_atomic
+from lib.files import write_json_atomic
 from lib.errors import UserError
 from lib.training.distributed import run_parallel, world_size
 from lib.training.incremental import RoundSettings, run_round

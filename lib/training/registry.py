@@ -15,30 +15,13 @@ Inference notices a new file by its modification time, without a restart.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
-from lib.data.io import write_json_atomic
+from lib.files import copy_atomic, write_json_atomic
 from lib.errors import NotFoundError, UserError
 
 KEEP_VERSIONS = 5
-
-
-def atomic_copy(src: Path, dest: Path) -> None:
-    """Copy ``src`` over ``dest`` so that ``dest`` is never partly written."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class ModelRegistry:
@@ -94,9 +77,9 @@ class ModelRegistry:
         self.folder.mkdir(parents=True, exist_ok=True)
         version = self._next_version()
         stored = self.folder / f"v{version:04d}.pt"
-        atomic_copy(candidate, stored)
+        copy_atomic(candidate, stored)
         write_json_atomic(stored.with_suffix(".json"), {"version": version, "time": time.time(), **metrics})
-        atomic_copy(stored, self.live)
+        copy_atomic(stored, self.live)
         self.record({"event": "publish", "version": version, **{k: metrics[k] for k in ("live_score", "candidate_score") if k in metrics}})
         self._prune()
         return version
@@ -121,7 +104,7 @@ class ModelRegistry:
             self.live.unlink(missing_ok=True)  # back to the shipped weights
             event = {"event": "rollback", "version": 0, "to": "shipped"}
         else:
-            atomic_copy(Path(target["path"]), self.live)
+            copy_atomic(Path(target["path"]), self.live)
             event = {"event": "rollback", "version": target["version"]}
         self.record(event)
         return event

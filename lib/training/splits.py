@@ -17,7 +17,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from lib.data.io import write_json_atomic
+from lib.files import write_json_atomic
 
 VAL_FRACTION = 0.2
 

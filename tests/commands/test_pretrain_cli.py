@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from lib.data.real_slice import DEFAULT_DIR, ROIS_FILE
+from lib.data.real_slice import ROIS_FILE
+from lib.paths import SHARED_DATA
 from lib.training.pretrain import parse_stages
 from tests.conftest import ROOT
 
@@ -29,7 +30,7 @@ def test_bad_stage_is_a_one_line_error_and_writes_nothing(tmp_path):
     assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
 
 
-@pytest.mark.skipif(not (DEFAULT_DIR / ROIS_FILE).exists(), reason=f"pretrain needs the real slice at {DEFAULT_DIR}")
+@pytest.mark.skipif(not (SHARED_DATA / ROIS_FILE).exists(), reason=f"pretrain needs the real slice at {SHARED_DATA}")
 def test_tiny_staged_run_records_every_stage(tmp_path):
     proc = pretrain("--networks", "segmentation_leg", "--leg-stages", "1@0.002,1@0.001", "--steps-per-epoch", "2",
                     "--train-subjects", "1", "--val-subjects", "1", "--slices-per-subject", "2",
@@ -42,7 +43,7 @@ def test_tiny_staged_run_records_every_stage(tmp_path):
     assert (tmp_path / "segmentation_leg.pt").stat().st_size > 1e6
 
 
-@pytest.mark.skipif(not (DEFAULT_DIR / ROIS_FILE).exists(), reason=f"pretrain needs the real slice at {DEFAULT_DIR}")
+@pytest.mark.skipif(not (SHARED_DATA / ROIS_FILE).exists(), reason=f"pretrain needs the real slice at {SHARED_DATA}")
 def test_tiny_classifier_run_records_its_weight_average(tmp_path):
     proc = pretrain("--networks", "classifier", "--classifier-epochs", "1", "--classifier-average-from", "1",
                     "--classifier-subjects", "1", "--classifier-val-subjects", "1", "--slices-per-subject", "2",

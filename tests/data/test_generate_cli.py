@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from lib.commands import generate
-from lib.data.embedded import EMBEDDED, NOTICE_FILE, STUDIES_DIR, build_embedded
+from lib.data.embedded import EMBEDDED, NOTICE_FILE, build_embedded
 from lib.data.io import load_nifti
-from lib.data.real_slice import DEFAULT_DIR, ROIS_FILE
+from lib.data.real_slice import ROIS_FILE
 from lib.errors import UserError
+from lib.paths import EMBEDDED_STUDIES, SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,23 +87,23 @@ def test_annotate_none_writes_images_only(tmp_path):
 
 
 def test_embedded_studies_are_small_labelled_as_promised_and_carry_the_notice():
-    files = [p for p in STUDIES_DIR.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    files = [p for p in EMBEDDED_STUDIES.rglob("*") if p.is_file() and not p.name.startswith(".")]
     assert sum(p.stat().st_size for p in files) < 5 * 2**20
-    labelled = {p.name for p in (STUDIES_DIR / "labels" / "final").glob("*.nii.gz")}
+    labelled = {p.name for p in (EMBEDDED_STUDIES / "labels" / "final").glob("*.nii.gz")}
     expected = {f"{s.id}.nii.gz" for s in EMBEDDED if s.annotate != "none"} | {"real_leg_t1.nii.gz"}
     assert labelled == expected
     assert {s.region for s in EMBEDDED if s.annotate == "sparse"} == {"thigh", "leg"}
     assert len({s.spacing for s in EMBEDDED}) > 1
     for spec in EMBEDDED:
-        assert (STUDIES_DIR / f"{spec.id}.nii.gz").exists()
-    notice = (STUDIES_DIR / NOTICE_FILE).read_text()
+        assert (EMBEDDED_STUDIES / f"{spec.id}.nii.gz").exists()
+    notice = (EMBEDDED_STUDIES / NOTICE_FILE).read_text()
     for needed in ("Apache License", "dafne-imaging/dafne-evaluation", "5f5d824b"):
         assert needed in notice
 
 
-@pytest.mark.skipif(not (DEFAULT_DIR / ROIS_FILE).exists(), reason="real sample data missing")
+@pytest.mark.skipif(not (SHARED_DATA / ROIS_FILE).exists(), reason="real sample data missing")
 def test_rebuilding_the_embedded_studies_reproduces_the_committed_files(tmp_path):
     written = build_embedded(tmp_path)
     for path in written:
-        committed = STUDIES_DIR / path.relative_to(tmp_path)
+        committed = EMBEDDED_STUDIES / path.relative_to(tmp_path)
         assert path.read_bytes() == committed.read_bytes(), f"{committed} is stale: run main.py generate --embedded"

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from lib import labels as L
-from lib.data.embedded import STUDIES_DIR
 from lib.data.io import load_nifti
-from lib.data.real_slice import DEFAULT_DIR, ROIS_FILE, load_real_slice, roi_target
+from lib.data.real_slice import ROIS_FILE, load_real_slice, roi_target
 from lib.errors import UserError
+from lib.paths import EMBEDDED_STUDIES, SHARED_DATA
 
-pytestmark = pytest.mark.skipif(not (DEFAULT_DIR / ROIS_FILE).exists(),
-                                reason=f"real sample data not at {DEFAULT_DIR}")
+pytestmark = pytest.mark.skipif(not (SHARED_DATA / ROIS_FILE).exists(),
+                                reason=f"real sample data not at {SHARED_DATA}")
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def real():
 
 @pytest.fixture(scope="module")
 def rois():
-    with np.load(DEFAULT_DIR / ROIS_FILE, allow_pickle=False) as f:
+    with np.load(SHARED_DATA / ROIS_FILE, allow_pickle=False) as f:
         return {name: f[name][..., 0] > 0 for name in f.files}  # (rows, cols)
 
 
@@ -82,8 +82,8 @@ def test_unknown_roi_name_is_a_user_error():
 
 
 def test_embedded_copy_matches_the_source(real):
-    image, affine = load_nifti(STUDIES_DIR / "real_leg_t1.nii.gz")
-    label, _ = load_nifti(STUDIES_DIR / "labels" / "final" / "real_leg_t1.nii.gz")
+    image, affine = load_nifti(EMBEDDED_STUDIES / "real_leg_t1.nii.gz")
+    label, _ = load_nifti(EMBEDDED_STUDIES / "labels" / "final" / "real_leg_t1.nii.gz")
     np.testing.assert_array_equal(image, real.image)  # integral values are stored exactly
     np.testing.assert_array_equal(label, real.label)
     np.testing.assert_allclose(affine, real.affine, atol=1e-5)

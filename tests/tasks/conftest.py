@@ -3,7 +3,7 @@
 import pytest
 
 from lib.configs import CONFIGS
-from lib.server.paths import APP_MODEL_DIR
+from lib.paths import APP_MODEL_DIR
 
 
 @pytest.fixture(scope="session")

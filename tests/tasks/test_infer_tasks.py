@@ -8,11 +8,11 @@ import pytest
 
 from lib.data.io import save_nifti
 from lib.data.phantom import generate_phantom
-from lib.data.real_slice import DEFAULT_DIR as REAL_DIR
 from lib.data.real_slice import ROIS_FILE, load_real_slice
 from lib.errors import NotFoundError, UserError
 from lib.evaluation.metrics import mean_dice
 from lib.labels import SIDE_OFFSET, region_labels
+from lib.paths import SHARED_DATA
 from lib.tasks.infer_classifier import region_summary, smooth_regions
 from tests.conftest import ROOT
 
@@ -72,7 +72,7 @@ def test_embedded_real_slice_is_a_leg_with_its_six_muscles_on_both_sides(tasks):
         assert (mine & (truth == value)).sum() > 0.5 * mine.sum(), name  # overlaps the annotators' ROI
 
 
-@pytest.mark.skipif(not (REAL_DIR / ROIS_FILE).exists(), reason=f"real sample data (with sides) not at {REAL_DIR}")
+@pytest.mark.skipif(not (SHARED_DATA / ROIS_FILE).exists(), reason=f"real sample data (with sides) not at {SHARED_DATA}")
 def test_real_slice_is_a_leg_with_six_muscles_per_side(tasks, tmp_path):
     real = load_real_slice()
     path = tmp_path / "real.nii.gz"

@@ -11,7 +11,7 @@ import requests
 import torch
 from monailabel.client import MONAILabelClient
 
-from lib.configs.base import SHIPPED_WEIGHTS
+from lib.paths import SHIPPED_WEIGHTS
 from lib.data.datastore import MuscleDatastore
 from lib.data.io import save_nifti
 from lib.data.phantom import generate_phantom

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lib.configs.base import SHIPPED_WEIGHTS
+from lib.paths import SHIPPED_WEIGHTS
 from lib.data.datastore import MuscleDatastore
 from lib.data.io import save_nifti
 from lib.data.phantom import generate_phantom

@@ -7,9 +7,10 @@ import stat
 
 import pytest
 
+from lib import files as files_module
 from lib.errors import NotFoundError, UserError
-from lib.training import registry as registry_module
-from lib.training.registry import ModelRegistry, atomic_copy
+from lib.files import copy_atomic
+from lib.training.registry import ModelRegistry
 
 SHIPPED = b"shipped weights"
 
@@ -164,7 +165,7 @@ def test_a_copy_from_a_missing_source_leaves_the_live_file_whole(tmp_path):
     reg.publish(candidate(tmp_path, "a"), {})
     before = reg.live.read_bytes()
     with pytest.raises(FileNotFoundError):
-        atomic_copy(tmp_path / "missing.pt", reg.live)
+        copy_atomic(tmp_path / "missing.pt", reg.live)
     assert reg.live.read_bytes() == before
     assert temp_files(reg.model_dir) == []
     # the same through publish: nothing changes, no version number is used up
@@ -180,13 +181,12 @@ def test_a_copy_interrupted_midway_leaves_the_live_file_whole(tmp_path, monkeypa
     reg.publish(candidate(tmp_path, "a"), {})
     before = reg.live.read_bytes()
 
-    def half_then_interrupt(src, dst):  # shutil.copyfile killed half way (Ctrl-C, SIGTERM handler)
-        data = open(src, "rb").read()
-        with open(dst, "wb") as f:
-            f.write(data[: len(data) // 2])
+    def half_then_interrupt(src, dst, length=0):  # the copy killed half way (Ctrl-C, SIGTERM handler)
+        data = src.read()
+        dst.write(data[: len(data) // 2])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(registry_module.shutil, "copyfile", half_then_interrupt)
+    monkeypatch.setattr(files_module.shutil, "copyfileobj", half_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         reg.publish(candidate(tmp_path, "b"), {})
     assert reg.live.read_bytes() == before
@@ -204,10 +204,10 @@ def test_a_reader_of_the_old_live_file_is_not_disturbed_by_a_publish(tmp_path):
     assert reg.live.read_bytes() == candidate(tmp_path, "b").read_bytes()
 
 
-def test_atomic_copy_creates_the_folder_and_a_world_readable_file(tmp_path):
+def test_copy_atomic_creates_the_folder_and_a_world_readable_file(tmp_path):
     src = candidate(tmp_path, "a")
     dest = tmp_path / "new" / "deeper" / "model.pt"
-    atomic_copy(src, dest)
+    copy_atomic(src, dest)
     assert dest.read_bytes() == src.read_bytes()
     assert stat.S_IMODE(dest.stat().st_mode) == 0o644  # mkstemp's 0600 would hide it from a server user
     assert temp_files(tmp_path) == []
