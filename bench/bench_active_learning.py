@@ -45,7 +45,7 @@ from lib.tasks.slice_uncertainty import entropy_scores, slice_embeddings, typica
 from lib.tasks.strategy_slices import choose_image, pick_spread  # noqa: E402
 from lib.training.incremental import RoundSettings, run_round  # noqa: E402
 from lib.data.phantom import SEVERITIES  # noqa: E402
-from lib.training.pretrain import MODEL_SPACING, SEED_BASE, PretrainPlan, phantom_slices, train_segmenter  # noqa: E402
+from lib.training.pretrain import PHANTOM_SPACING, SEED_BASE, PretrainPlan, phantom_slices, train_segmenter  # noqa: E402
 from lib.training.registry import ModelRegistry  # noqa: E402
 from lib.training.slices import SliceSet  # noqa: E402
 from lib.training.validation import segmenter_mean_dice  # noqa: E402
@@ -60,7 +60,7 @@ def thigh_subjects(seeds, severity: str | None, slices: int, prefix: str) -> lis
     out = []
     for i, seed in enumerate(seeds):
         phantom = generate_phantom("thigh", seed, n_slices=slices, severity=severity or SEVERITIES[i % len(SEVERITIES)],
-                                   spacing=MODEL_SPACING)
+                                   spacing=PHANTOM_SPACING)
         image, label = volume_to_model_grid(phantom.image, phantom.label, phantom.affine)
         out.append(SliceSet.from_volume(image, label, f"{prefix}_{seed}"))
     return out

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from lib.errors import UserError
-from lib.options import parse_slices
-from lib.transforms.postprocess import axial_axis
 from lib.labels import SIDE_OFFSET, all_labels
+from lib.options import parse_slices
+from lib.transforms.geometry import axial_axis
 
 BACKGROUND_NAMES = {"background", "bg", "0", "none", "unlabeled", "unlabelled"}
 MAX_GLOBAL_VALUE = 2 * SIDE_OFFSET  # 36: left side of the last leg muscle

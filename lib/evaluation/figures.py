@@ -13,8 +13,8 @@ from skimage.segmentation import find_boundaries  # noqa: E402
 
 from lib.evaluation.study_scores import load_truth  # noqa: E402
 from lib.labels import MUSCLES, REGIONS, SIDE_OFFSET  # noqa: E402
+from lib.transforms.geometry import axial_axis  # noqa: E402
 from lib.transforms.loading import load_volume  # noqa: E402
-from lib.transforms.postprocess import axial_axis  # noqa: E402
 
 OVERLAYS_PER_END = 2  # worst and best slices shown
 

@@ -24,8 +24,9 @@ from lib.data.phantom import annotated_slices as protocol_slices
 from lib.evaluation.metrics import surface_distances
 from lib.evaluation.studies import LabelledStudy
 from lib.labels import SIDE_OFFSET, all_labels, region_of_values
+from lib.transforms.geometry import axial_axis
 from lib.transforms.loading import load_volume
-from lib.transforms.postprocess import axial_axis, split_sides
+from lib.transforms.postprocess import split_sides
 
 MUSCLE_NAMES = {v: k for k, v in all_labels().items()}
 SIDES = ("right", "left")

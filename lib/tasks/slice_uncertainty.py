@@ -25,12 +25,12 @@ from lib.labels import REGIONS
 from lib.networks.blocks import enable_mc_dropout
 from lib.networks.fast import predict_logits
 from lib.tasks.slice_engine import classify_slices, load_network
+from lib.transforms.geometry import axial_axis
 from lib.transforms.loading import load_volume
-from lib.transforms.postprocess import axial_axis
 from lib.transforms.preprocess import classifier_input, volume_to_model_grid
+from lib.transforms.weights import BODY_THRESHOLD
 
 SAMPLES = 4
-BODY_LEVEL = 0.1  # normalised intensity above which a pixel is tissue
 MIN_BODY_FRACTION = 0.01  # below this share of tissue pixels a slice is empty
 CLASSIFIER_WEIGHT = 0.5  # how much (1 - classifier confidence) adds to the segmenter entropy
 TYPICAL_NEIGHBOURS = 8  # k of the k-nearest-neighbour density (typicality)
@@ -69,7 +69,7 @@ def mc_entropy(model, slices: torch.Tensor, samples: int = SAMPLES, batch_size: 
 def entropy_scores(model, slices: torch.Tensor, samples: int = SAMPLES) -> torch.Tensor:
     """Per-slice score (N,): MC-dropout entropy averaged over the tissue pixels of each slice."""
     entropy = mc_entropy(model, slices, samples)
-    body = (slices[:, 0] > BODY_LEVEL).float()
+    body = (slices[:, 0] > BODY_THRESHOLD).float()
     return (entropy * body).flatten(1).sum(1) / body.flatten(1).sum(1).clamp_min(1)
 
 
@@ -107,7 +107,7 @@ def grid_slices(image_path: str) -> tuple[np.ndarray, torch.Tensor, torch.Tensor
     volume = load_volume(image_path)
     grid, _ = volume_to_model_grid(volume[0].numpy(), None, volume.affine.numpy())
     slices = torch.from_numpy(np.ascontiguousarray(np.moveaxis(grid, 2, 0)[:, None]))
-    tissue = (slices[:, 0] > BODY_LEVEL).float().flatten(1).mean(1)
+    tissue = (slices[:, 0] > BODY_THRESHOLD).float().flatten(1).mean(1)
     return grid, slices, tissue, stored_slice_order(volume.affine.numpy(), len(slices))
 
 

@@ -27,8 +27,8 @@ from lib.errors import UserError
 from lib.labels import REGIONS
 from lib.tasks.scoring_slices import image_scores, live_model
 from lib.tasks.slice_uncertainty import MIN_BODY_FRACTION, body_fractions
+from lib.transforms.geometry import axial_axis
 from lib.transforms.loading import load_volume
-from lib.transforms.postprocess import axial_axis
 
 SPREAD = 3  # slices over which an annotated slice damps its neighbours' scores
 IMAGE_DAMPING = 0.5  # each annotated slice of an image divides its scores by (1 + this)

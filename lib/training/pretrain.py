@@ -34,12 +34,13 @@ from lib.training.loop import TrainSettings, fit
 from lib.training.loss import make_segmentation_loss
 from lib.training.slices import SliceSet, classifier_batches, segmentation_batches
 from lib.training.validation import classifier_accuracy, segmenter_mean_dice
+from lib.transforms.geometry import MODEL_SPACING
 from lib.transforms.preprocess import classifier_slices, volume_to_model_grid
 
 logger = logging.getLogger(__name__)
 
 SEED_BASE = {"train": 0, "val": 10_000, "test": 20_000}
-MODEL_SPACING = (1.037037, 1.037037, 5.0)
+PHANTOM_SPACING = (MODEL_SPACING, MODEL_SPACING, 5.0)  # phantoms drawn on the model grid, 5 mm slices (SPEC §2)
 
 
 @dataclass
@@ -84,7 +85,7 @@ def phantom_slices(region: str, split: str, subjects: int, n_slices: int) -> tup
     for i in range(subjects):
         seed = SEED_BASE[split] + i
         phantom = generate_phantom(region, seed, n_slices=n_slices, severity=SEVERITIES[i % len(SEVERITIES)],
-                                   spacing=MODEL_SPACING)
+                                   spacing=PHANTOM_SPACING)
         image, label = volume_to_model_grid(phantom.image, phantom.label, phantom.affine)
         data = data + SliceSet.from_volume(image, label, f"phantom_{region}_{seed}")
         volumes.append((image, region))
@@ -142,7 +143,7 @@ def train_segmenter(region: str, plan: PretrainPlan, train: SliceSet, val: Slice
 
 # (grid, spacing mm) the classifier's phantoms are rendered on: the model grid, and smaller
 # fields of view whose edges show after resampling (a leg in 288x240 mm passed for a thigh).
-CLASSIFIER_FIELDS_OF_VIEW = (((432, 432), MODEL_SPACING), ((240, 200), (1.2, 1.2, 5.0)),
+CLASSIFIER_FIELDS_OF_VIEW = (((432, 432), PHANTOM_SPACING), ((240, 200), (1.2, 1.2, 5.0)),
                              ((320, 320), (1.0, 1.0, 5.0)), ((384, 320), (1.1, 1.1, 5.0)))
 
 

@@ -13,6 +13,8 @@ is axis-aligned, so here: reorientation is a flip/permute (exact, nibabel ``io_o
 the zoom is torch's 2D upsampling over all slices at once (channels-last view: no transposed
 copies), the pad/crop is one slice copy, and the trace record holds all the inverse needs.
 Oblique acquisitions keep their residual rotation in the affine (no resampling across it).
+``axial_axis`` and ``world_x`` read the head-foot array axis and the RAS x of voxels from any
+affine: which axis slice indices count along, and which side a voxel is on.
 
 Conventions: the zoom follows torch ``interpolate``'s half-pixel rule (input and resampled grid
 share their outer edge), the pad/crop MONAI's centre rule (start ``(m - 432) // 2``). When the
@@ -33,6 +35,18 @@ MODEL_SPACING = 1.037037  # mm, in-plane (SPEC §3)
 MODEL_SIZE = 432  # pixels, in-plane (SPEC §3)
 CANONICAL = "LPS"  # docs/CONVENTIONS.md
 SAME_SPACING_RTOL = 1e-4  # below this a spacing counts as the model's: < 0.03 px drift at 512 px
+
+
+def world_x(affine: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """RAS x (mm) of every voxel of an (X, Y, Z) grid."""
+    i, j, k = np.meshgrid(*(np.arange(n, dtype=np.float32) for n in shape), indexing="ij")
+    a = np.asarray(affine, dtype=np.float32)
+    return a[0, 0] * i + a[0, 1] * j + a[0, 2] * k + a[0, 3]
+
+
+def axial_axis(affine: np.ndarray) -> int:
+    """The array axis closest to the S-I direction."""
+    return int(np.argmax(np.abs(np.asarray(affine)[2, :3]) / np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)))
 
 
 def axis_map(n: int, spacing: float, target: float = MODEL_SPACING, size: int = MODEL_SIZE):

@@ -18,18 +18,7 @@ from monai.transforms import MapTransform
 
 from lib.evaluation.measurements import measure_labels
 from lib.labels import SIDE_OFFSET
-
-
-def world_x(affine: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """RAS x (mm) of every voxel of an (X, Y, Z) grid."""
-    i, j, k = np.meshgrid(*(np.arange(n, dtype=np.float32) for n in shape), indexing="ij")
-    a = np.asarray(affine, dtype=np.float32)
-    return a[0, 0] * i + a[0, 1] * j + a[0, 2] * k + a[0, 3]
-
-
-def axial_axis(affine: np.ndarray) -> int:
-    """The array axis closest to the S-I direction."""
-    return int(np.argmax(np.abs(np.asarray(affine)[2, :3]) / np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)))
+from lib.transforms.geometry import axial_axis, world_x
 
 
 def split_sides(label: np.ndarray, affine: np.ndarray, min_gap_mm: float = 8.0) -> np.ndarray:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from lib import labels as L
-from lib.data.annotations import (LabelCheck, annotated_slices, axial_axis, check_label, fold_sides, normalise_name,
-                                  to_global, value_map)
+from lib.data.annotations import (LabelCheck, annotated_slices, check_label, fold_sides, normalise_name, to_global,
+                                  value_map)
 from lib.options import parse_slices
 from lib.errors import UserError
 
@@ -79,12 +79,6 @@ def test_fold_sides():
     label = np.array([0, 1, 18, 19, 31, 36], np.uint8)
     assert fold_sides(label).tolist() == [0, 1, 18, 1, 13, 18]
     assert fold_sides(label).dtype == np.uint8
-
-
-def test_axial_axis_follows_the_affine():
-    assert axial_axis(AFFINE) == 2
-    sagittal_first = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [5, 0, 0, 0], [0, 0, 0, 1]], float)  # axis 0 runs S-I
-    assert axial_axis(sagittal_first) == 0
 
 
 def test_annotated_slices_from_info_or_from_non_empty_slices():

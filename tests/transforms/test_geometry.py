@@ -7,7 +7,8 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, Invertd
 
-from lib.transforms.geometry import MODEL_SIZE, MODEL_SPACING, FromModelGridd, ToModelGridd, slice_to_model_grid
+from lib.transforms.geometry import (MODEL_SIZE, MODEL_SPACING, FromModelGridd, ToModelGridd, axial_axis,
+                                     slice_to_model_grid)
 
 S = MODEL_SPACING
 LPS = np.diag([-S, -S, 5.0, 1.0])
@@ -123,3 +124,10 @@ def test_slice_function_matches_volume_path():
 def test_from_model_grid_needs_a_forward_record():
     with pytest.raises(ValueError, match="ToModelGridd"):
         FromModelGridd("pred")({"image": meta(np.zeros((4, 4, 1)), LPS), "pred": torch.zeros(1, 4, 4, 1)})
+
+
+def test_axial_axis_follows_the_affine():
+    assert axial_axis(np.diag([-1.0, -1.0, 5.0, 1.0])) == 2  # LPS-like phantom affine: array axis 2 is head-foot
+    sagittal_first = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [5, 0, 0, 0], [0, 0, 0, 1]], float)  # axis 0 runs S-I
+    assert axial_axis(sagittal_first) == 0
+    assert axial_axis(AXIAL_ON_1) == 1
