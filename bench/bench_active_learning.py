@@ -38,20 +38,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_networks import machine  # noqa: E402
+from lib.data.phantom import SEVERITIES, generate_phantom  # noqa: E402
+from lib.models.cache import load_network  # noqa: E402
+from lib.models.catalog import segmenter_name, weight_file  # noqa: E402
+from lib.models.registry import ModelRegistry  # noqa: E402
 from lib.paths import SHIPPED_WEIGHTS  # noqa: E402
-from lib.data.phantom import generate_phantom  # noqa: E402
-from lib.tasks.slice_engine import load_network  # noqa: E402
 from lib.tasks.slice_uncertainty import entropy_scores, slice_embeddings, typicality  # noqa: E402
 from lib.tasks.strategy_slices import choose_image, pick_spread  # noqa: E402
 from lib.training.incremental import RoundSettings, run_round  # noqa: E402
-from lib.data.phantom import SEVERITIES  # noqa: E402
 from lib.training.pretrain import PHANTOM_SPACING, SEED_BASE, PretrainPlan, phantom_slices, train_segmenter  # noqa: E402
-from lib.training.registry import ModelRegistry  # noqa: E402
 from lib.training.slices import SliceSet  # noqa: E402
 from lib.training.validation import segmenter_mean_dice  # noqa: E402
 from lib.transforms.preprocess import volume_to_model_grid  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
+THIGH_SEGMENTER = segmenter_name("thigh")
 POOL_SEED_BASE = 9_000  # inside the training seed range, unused by the shipped weights (0-47)
 
 
@@ -72,7 +73,7 @@ def weak_model(out: Path, subjects: int, epochs: int) -> Path:
     train = phantom_slices("thigh", "train", subjects, plan.slices_per_subject)[0]
     val = phantom_slices("thigh", "val", 2, plan.slices_per_subject)[0]
     train_segmenter("thigh", plan, train, val, out)
-    return out / "segmentation_thigh.pt"
+    return weight_file(out, THIGH_SEGMENTER)
 
 
 def choose(strategy: str, live: Path, pool: list[SliceSet], done: list[set], n: int, rng: random.Random):
@@ -102,7 +103,7 @@ def choose(strategy: str, live: Path, pool: list[SliceSet], done: list[set], n: 
 def run_loop(strategy: str, seed: int, weak: Path, pool, held_out: SliceSet, rounds: int, n: int, settings) -> list:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as tmp:
-        registry = ModelRegistry(tmp, "segmentation_thigh", weak)
+        registry = ModelRegistry(tmp, THIGH_SEGMENTER, weak)
         done = [set() for _ in pool]
         curve = [(0, segmenter_mean_dice(load_network(str(weak))[0], held_out, "thigh"))]
         picks = []
@@ -116,7 +117,7 @@ def run_loop(strategy: str, seed: int, weak: Path, pool, held_out: SliceSet, rou
                     keep = sorted(done[i])
                     train = train + SliceSet(subject_slices.images[keep], subject_slices.labels[keep],
                                              subject_slices.weights[keep], [subject_slices.sources[k] for k in keep])
-            result = run_round("segmentation_thigh", registry, train, SliceSet.empty(),
+            result = run_round(THIGH_SEGMENTER, registry, train, SliceSet.empty(),
                                RoundSettings(**{**settings, "seed": seed}))
             dice = segmenter_mean_dice(load_network(str(registry.current()))[0], held_out, "thigh")
             curve.append((sum(len(d) for d in done), dice))
@@ -212,7 +213,7 @@ def main() -> None:
             pool = thigh_subjects(range(POOL_SEED_BASE, POOL_SEED_BASE + args.pool), None, 12, "pool")
             held_out = thigh_subjects(range(SEED_BASE["test"] + 50, SEED_BASE["test"] + 56), None, 8, "held_out")
         else:
-            weak = SHIPPED_WEIGHTS / "segmentation_thigh.pt"
+            weak = weight_file(SHIPPED_WEIGHTS, THIGH_SEGMENTER)
             pool = thigh_subjects(range(POOL_SEED_BASE, POOL_SEED_BASE + args.pool), "severe", 12, "pool")
             held_out = thigh_subjects(range(SEED_BASE["test"] + 50, SEED_BASE["test"] + 53), "severe", 8, "held_out")
         held_out = sum(held_out[1:], held_out[0])

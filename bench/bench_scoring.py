@@ -28,14 +28,12 @@ sys.path.insert(0, str(ROOT))
 
 from bench import save_results  # noqa: E402
 from bench.bench_networks import machine  # noqa: E402
-from lib.paths import SHIPPED_WEIGHTS  # noqa: E402
 from lib.data.embedded import StudySpec, write_study  # noqa: E402
-from lib.evaluation.run import model_paths, muscle_pipeline  # noqa: E402
+from lib.evaluation.run import muscle_pipeline  # noqa: E402
 from lib.evaluation.studies import local_studies  # noqa: E402
 from lib.evaluation.study_scores import score_study  # noqa: E402
+from lib.models.store import ModelStore, live_path  # noqa: E402
 from lib.tasks.slice_uncertainty import score_volume  # noqa: E402
-
-NETWORKS = ("classifier", "segmentation_thigh", "segmentation_leg")
 
 
 def timed(fn, repeats: int) -> list[float]:
@@ -53,8 +51,9 @@ def run(repeats: int) -> dict:
         spec = StudySpec("thigh", 20_901, "mild", 52, (432, 432), (1.04, 1.04, 5.0), "all")
         write_study(tmp, spec)
         study = local_studies(tmp)[0]
-        live = {n: str(SHIPPED_WEIGHTS / f"{n}.pt") for n in NETWORKS}
-        task = muscle_pipeline(model_paths("shipped", Path(tmp) / "model"))
+        shipped = ModelStore(Path(tmp) / "model").weights("shipped")
+        live = {n: live_path(candidates) for n, candidates in shipped.items()}
+        task = muscle_pipeline(shipped)
         uncertainty = timed(lambda: score_volume(study.image, live), repeats)
         n_annotated = []
         evaluation = timed(lambda: n_annotated.append(len(score_study(study, task, Path(tmp) / "pred.nii.gz").slices)),

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import time
 
-from lib.paths import APP_MODEL_DIR, SHIPPED_WEIGHTS
-
-NETWORKS = ("classifier", "segmentation_thigh", "segmentation_leg")
+from lib.models.catalog import NETWORKS
+from lib.paths import APP_MODEL_DIR
 
 
 def add_arguments(parser):
@@ -26,11 +25,12 @@ def add_arguments(parser):
 
 def run(args) -> int:
     from lib.errors import UserError
-    from lib.training.registry import ModelRegistry
+    from lib.models.store import ModelStore
 
     if args.version is not None and not args.rollback:
         raise UserError("--version needs --rollback NETWORK")
-    registries = {n: ModelRegistry(args.model_dir, n, SHIPPED_WEIGHTS / f"{n}.pt") for n in NETWORKS}
+    store = ModelStore(args.model_dir)
+    registries = {n: store.registry(n) for n in NETWORKS}
     if args.rollback:
         event = registries[args.rollback].rollback(args.version)
         target = "the shipped weights" if event.get("to") == "shipped" else f"version {event['version']}"

@@ -6,9 +6,8 @@ from dataclasses import fields
 from pathlib import Path
 
 from lib.errors import UserError
+from lib.models.catalog import NETWORKS, weight_file
 from lib.paths import SHIPPED_WEIGHTS
-
-NETWORKS = ("classifier", "segmentation_thigh", "segmentation_leg")
 
 
 def add_arguments(parser):
@@ -49,5 +48,5 @@ def run(args) -> int:
         raise UserError(f"--init-from folder not found: {plan.init_from}")
     records = pretrain(plan, Path(args.out), networks=args.networks)
     for name, record in records.items():
-        print(f"{name}: validation {record['validation_score']:.4f} -> {args.out}/{name}.pt")
+        print(f"{name}: validation {record['validation_score']:.4f} -> {weight_file(args.out, name)}")
     return 0

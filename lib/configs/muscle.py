@@ -2,6 +2,7 @@
 
 from lib.configs.base import MuscleTaskConfig
 from lib.labels import all_labels
+from lib.models.catalog import NETWORKS
 from lib.tasks.infer_muscle import MuscleInfer
 from lib.tasks.scoring_evaluation import EvaluationScoring
 from lib.tasks.scoring_slices import SliceUncertaintyScoring
@@ -9,7 +10,7 @@ from lib.tasks.strategy_slices import UncertainSlices
 
 
 class MuscleConfig(MuscleTaskConfig):
-    networks = ("classifier", "segmentation_thigh", "segmentation_leg")
+    networks = NETWORKS
     trains = ()  # the classifier and each segmenter the corrected slices call for
 
     def infer(self):

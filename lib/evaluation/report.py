@@ -14,8 +14,8 @@ import csv
 import math
 from pathlib import Path
 
-from lib.files import write_json_atomic
 from lib.evaluation.summary import DISTANCE_BANDS
+from lib.files import write_json_atomic
 from lib.labels import REGIONS
 
 

@@ -2,16 +2,15 @@
 
     evaluate(source, out, model="live")  ->  summary dict; writes out/report.md and friends
 
-``model``: ``live`` (what the server serves: the live file of ``model_dir`` where training
-published one, else the shipped weights), ``shipped`` (``weights/``), or kept versions of
-``python main.py models``: ``segmentation_thigh:v3`` or ``v3`` (each network that kept a
-version 3), several separated by commas; the other networks stay live.
+``model``: which weights, as the model store reads it (``lib.models.store.ModelStore.weights``):
+``live`` (what the server serves: the live file of ``model_dir`` where training published one,
+else the shipped weights), ``shipped`` (``weights/``), or kept versions of ``python main.py
+models`` (``segmentation_thigh:v3``, ``v3``).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from pathlib import Path
 
@@ -21,35 +20,8 @@ from lib.evaluation.studies import labelled_studies
 from lib.evaluation.study_scores import score_study
 from lib.evaluation.summary import summarise
 from lib.labels import all_labels
-from lib.paths import SHIPPED_WEIGHTS
-from lib.tasks.slice_engine import live_path
-
-NETWORKS = ("classifier", "segmentation_thigh", "segmentation_leg")
+from lib.models.store import ModelStore, live_path
 logger = logging.getLogger(__name__)
-
-
-def model_paths(model: str, model_dir) -> dict[str, list[str]]:
-    """Weight files per network for the ``muscle`` pipeline (the last existing one is used)."""
-    model_dir = Path(model_dir)
-    live = {n: [str(SHIPPED_WEIGHTS / f"{n}.pt"), str(model_dir / f"{n}.pt")] for n in NETWORKS}
-    if model == "live":
-        return live
-    if model == "shipped":
-        return {n: [str(SHIPPED_WEIGHTS / f"{n}.pt")] for n in NETWORKS}
-    chosen = dict(live)
-    for part in filter(None, (p.strip() for p in str(model).split(","))):
-        match = re.fullmatch(r"(?:(\w+):)?v(\d+)", part)
-        if not match or (match.group(1) and match.group(1) not in NETWORKS):
-            raise UserError(f"--model {part!r}: expected live, shipped, vN or NETWORK:vN "
-                            f"(NETWORK one of {', '.join(NETWORKS)})")
-        networks = [match.group(1)] if match.group(1) else NETWORKS
-        found = [n for n in networks if (model_dir / "versions" / n / f"v{int(match.group(2)):04d}.pt").is_file()]
-        if not found:
-            raise UserError(f"--model {part}: no kept version {int(match.group(2))} in {model_dir / 'versions'} "
-                            "(see `python main.py models`)")
-        for n in found:
-            chosen[n] = [str(model_dir / "versions" / n / f"v{int(match.group(2)):04d}.pt")]
-    return chosen
 
 
 def muscle_pipeline(paths):
@@ -64,15 +36,9 @@ def muscle_pipeline(paths):
 def evaluate(source: str, out, model: str = "live", model_dir=None, tags_csv=None, device: str = "cpu",
              progress=print) -> dict:
     """Score every labelled slice of ``source`` (folder or DICOMweb URL); write the report to ``out``."""
-    task = muscle_pipeline(model_paths(model, model_dir or default_model_dir()))
+    task = muscle_pipeline(ModelStore(model_dir).weights(model))
     studies = labelled_studies(source, Path(out) / "cache", tags_csv)
     return evaluate_studies(studies, task, out, {"source": str(source), "model": model}, device, progress)
-
-
-def default_model_dir() -> Path:
-    from lib.paths import APP_MODEL_DIR
-
-    return APP_MODEL_DIR
 
 
 def evaluate_studies(studies, task, out, run: dict, device: str = "cpu", progress=print) -> dict:

@@ -17,8 +17,11 @@ from monailabel.tasks.infer.basic_infer import BasicInferTask
 
 from lib.errors import NotFoundError, UserError
 from lib.labels import REGIONS, SIDE_OFFSET, channels_to_global
+from lib.models.cache import live_network
+from lib.models.catalog import CLASSIFIER, segmenter_name
+from lib.models.store import live_path
 from lib.options import parse_bool, parse_slices
-from lib.tasks.slice_engine import classify_slices, live_path, load_network, resolve_device, segment_slices
+from lib.tasks.slice_engine import classify_slices, resolve_device, segment_slices
 from lib.transforms.cleanup import KeepLargestPerLimbd, LabelCleanupd
 from lib.transforms.geometry import FromModelGridd
 from lib.transforms.postprocess import MeasureMusclesd, SplitSidesd
@@ -68,12 +71,6 @@ class MuscleInferTask(BasicInferTask):
         """Listed in /info only when every network it needs has weights."""
         return all(live_path(p) for p in self.paths.values())
 
-    def load_network(self, name: str, device: str):
-        path = live_path(self.paths[name])
-        if path is None:
-            raise NotFoundError(f"no weights for {name}: run `python main.py pretrain`")
-        return load_network(path, device)[0]
-
     def __call__(self, request, callbacks=None):
         request = dict(request)
         image = request.get("image")
@@ -114,14 +111,14 @@ class MuscleInferTask(BasicInferTask):
     def classify(self, data, slices: list[int], device: str) -> np.ndarray:
         """Thigh/leg probabilities (len(slices), 2) of the classifier on the chosen slices."""
         small = data[CLASSIFIER_KEY][0].permute(2, 0, 1)[:, None]  # (Z, 1, 128, 128)
-        return classify_slices(self.load_network("classifier", device), small[slices])
+        return classify_slices(live_network(self.paths, CLASSIFIER, device), small[slices])
 
     def segment(self, data, slices: list[int], region: str, device: str, out: np.ndarray) -> None:
         """Write the global labels of ``region``'s segmenter on ``slices`` into ``out`` (X, Y, Z)."""
         if not slices:
             return
         images = data["image"][0].permute(2, 0, 1)[:, None]  # (Z, 1, 432, 432)
-        channels = segment_slices(self.load_network(f"segmentation_{region}", device), images[slices])
+        channels = segment_slices(live_network(self.paths, segmenter_name(region), device), images[slices])
         out[:, :, slices] = np.moveaxis(channels_to_global(channels, region), 0, -1)
 
     def label_post_transforms(self, data, names: dict[str, int]) -> list:

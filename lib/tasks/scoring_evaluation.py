@@ -15,8 +15,9 @@ from pathlib import Path
 
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 
-from lib.evaluation.run import evaluate_studies, model_paths, muscle_pipeline
+from lib.evaluation.run import evaluate_studies, muscle_pipeline
 from lib.evaluation.studies import datastore_studies
+from lib.models.store import ModelStore
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class EvaluationScoring(ScoringMethod):
 
     def __call__(self, request, datastore):
         model = str(request.get("model", "live"))
-        task = muscle_pipeline(model_paths(model, self.model_dir))
+        task = muscle_pipeline(ModelStore(self.model_dir).weights(model))
         studies = datastore_studies(datastore)
         summary = evaluate_studies(studies, task, report_dir(self.model_dir), {"source": "datastore", "model": model},
                                    request.get("device", "cpu"), progress=lambda line: print(f"evaluation: {line}", flush=True))

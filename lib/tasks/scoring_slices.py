@@ -13,18 +13,12 @@ import time
 
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 
-from lib.tasks.slice_engine import live_path
-from lib.tasks.slice_uncertainty import model_version, score_volume
+from lib.models.store import live_weights
+from lib.tasks.slice_uncertainty import score_volume
 
 logger = logging.getLogger(__name__)
 
 INFO_KEY = "slice_scores"
-
-
-def live_model(paths: dict[str, list[str]]) -> tuple[dict[str, str], str]:
-    """The weight file each network uses now (published, else shipped), and their version key."""
-    live = {name: live_path(candidates) for name, candidates in paths.items()}
-    return live, model_version(live)
 
 
 def cached_scores(datastore, image_id: str, version: str) -> list[dict] | None:
@@ -33,7 +27,7 @@ def cached_scores(datastore, image_id: str, version: str) -> list[dict] | None:
 
 
 def image_scores(datastore, image_id: str, live: dict[str, str], version: str) -> list[dict]:
-    """The image's slice scores for the live model (``live_model``): cached, or computed and stored."""
+    """The image's slice scores for the live model (``live_weights``): cached, or computed and stored."""
     scores = cached_scores(datastore, image_id, version)
     if scores is None:
         scores = score_volume(datastore.get_image_uri(image_id), live)
@@ -55,7 +49,7 @@ class SliceUncertaintyScoring(ScoringMethod):
         self.paths = paths
 
     def __call__(self, request, datastore):
-        live, version = live_model(self.paths)
+        live, version = live_weights(self.paths)
         scored, cached = [], 0
         for image_id in datastore.list_images():
             if cached_scores(datastore, image_id, version) is not None:

@@ -1,46 +1,15 @@
-"""Running the 2D networks over the slices of a volume: loading, caching, batching.
+"""Running the 2D networks over the slices of a volume: batching.
 
-Used by the MONAI Label infer tasks and by ``python main.py infer``. A network is loaded
-once per (file, modification time, device) and reloaded when training publishes a new file,
-so the server picks up a new model without a restart.
+Used by the MONAI Label infer tasks and by ``python main.py infer``.
 """
 
 from __future__ import annotations
-
-import os
-import threading
 
 import numpy as np
 import torch
 
 from lib.errors import UserError
-from lib.networks.checkpoint import build_from_checkpoint
-from lib.networks.fast import predict_logits, prepare_for_inference
-
-_cache: dict[tuple[str, str], tuple[float, torch.nn.Module, dict]] = {}
-_lock = threading.Lock()
-
-
-def live_path(paths) -> str | None:
-    """The file to use among ``[shipped, live]``: the last one that exists (MONAI Label's rule)."""
-    for path in reversed(list(paths)):
-        if path and os.path.exists(path):
-            return path
-    return None
-
-
-def load_network(path: str, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """The inference copy of the network in ``path`` (BN folded, fast layout) and its meta."""
-    mtime = os.path.getmtime(path)
-    key = (os.path.realpath(path), str(device))
-    with _lock:
-        cached = _cache.get(key)
-        if cached is not None and cached[0] == mtime:
-            return cached[1], cached[2]
-        model, meta = build_from_checkpoint(path, map_location="cpu", return_meta=True)
-        model = prepare_for_inference(model, device=device)
-        _cache[key] = (mtime, model, meta)
-        return model, meta
+from lib.networks.fast import predict_logits
 
 
 def resolve_device(name: str | None) -> str:

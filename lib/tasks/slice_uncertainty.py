@@ -14,17 +14,17 @@ index a viewer shows, whatever the file's orientation.
 
 from __future__ import annotations
 
-import hashlib
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from lib.labels import REGIONS
+from lib.models.cache import load_network
+from lib.models.catalog import CLASSIFIER, segmenter_name
 from lib.networks.blocks import enable_mc_dropout
 from lib.networks.fast import predict_logits
-from lib.tasks.slice_engine import classify_slices, load_network
+from lib.tasks.slice_engine import classify_slices
 from lib.transforms.geometry import axial_axis
 from lib.transforms.loading import load_volume
 from lib.transforms.preprocess import classifier_input, volume_to_model_grid
@@ -34,15 +34,6 @@ SAMPLES = 4
 MIN_BODY_FRACTION = 0.01  # below this share of tissue pixels a slice is empty
 CLASSIFIER_WEIGHT = 0.5  # how much (1 - classifier confidence) adds to the segmenter entropy
 TYPICAL_NEIGHBOURS = 8  # k of the k-nearest-neighbour density (typicality)
-
-
-def model_version(paths: dict[str, str]) -> str:
-    """A key of the live weights: changes exactly when a network file changes."""
-    parts = []
-    for name in sorted(paths):
-        digest = hashlib.sha256(Path(paths[name]).read_bytes()).hexdigest()[:12]
-        parts.append(f"{name}:{digest}")
-    return "+".join(parts)
 
 
 def stored_slice_order(affine: np.ndarray, n: int) -> np.ndarray:
@@ -127,7 +118,7 @@ def score_volume(image_path: str, paths: dict[str, str], seed: int = 0) -> list[
     """
     torch.manual_seed(seed)
     grid, slices, body_fraction, order = grid_slices(image_path)
-    classifier, _ = load_network(paths["classifier"])
+    classifier, _ = load_network(paths[CLASSIFIER])
     small = classifier_input(torch.from_numpy(grid)[None])[0].permute(2, 0, 1)[:, None]
     probs = torch.from_numpy(classify_slices(classifier, small))
     regions = probs.argmax(1)
@@ -135,7 +126,7 @@ def score_volume(image_path: str, paths: dict[str, str], seed: int = 0) -> list[
     for index, region in enumerate(REGIONS):
         chosen = (regions == index).nonzero().flatten()
         if len(chosen):
-            model, _ = load_network(paths[f"segmentation_{region}"])
+            model, _ = load_network(paths[segmenter_name(region)])
             scores[chosen] = entropy_scores(model, slices[chosen])
     confidence = probs.max(1).values
     scores = scores + CLASSIFIER_WEIGHT * (1 - confidence)

@@ -25,7 +25,8 @@ from monailabel.interfaces.tasks.strategy import Strategy
 from lib.data.annotations import annotated_slices
 from lib.errors import UserError
 from lib.labels import REGIONS
-from lib.tasks.scoring_slices import image_scores, live_model
+from lib.models.store import live_weights
+from lib.tasks.scoring_slices import image_scores
 from lib.tasks.slice_uncertainty import MIN_BODY_FRACTION, body_fractions
 from lib.transforms.geometry import axial_axis
 from lib.transforms.loading import load_volume
@@ -154,7 +155,7 @@ class UncertainSlices(Strategy):
 
     def __call__(self, request, datastore):
         n, region = parse_params(request)
-        live, version = live_model(self.paths)  # hashed once per request, not per image
+        live, version = live_weights(self.paths)  # hashed once per request, not per image
         scores = {image_id: image_scores(datastore, image_id, live, version) for image_id in datastore.list_images()}
         best = choose_image(((i, scores[i], annotated(datastore, i)) for i in scores), n, region)
         if best is None:

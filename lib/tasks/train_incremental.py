@@ -16,18 +16,20 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, replace
-from pathlib import Path
 
 import requests
 from filelock import FileLock, Timeout
 from monailabel.interfaces.tasks.train import TrainTask
 
 from lib.data.corrections import corrected_images
-from lib.files import write_json_atomic
 from lib.errors import UserError
+from lib.files import write_json_atomic
+from lib.labels import REGIONS
+from lib.models.catalog import CLASSIFIER, segmenter_name
+from lib.models.registry import ModelRegistry
+from lib.models.store import ModelStore
 from lib.training.distributed import run_parallel, world_size
 from lib.training.incremental import RoundSettings, run_round
-from lib.training.registry import ModelRegistry
 from lib.training.slices import SliceSet
 from lib.training.splits import SplitBook
 
@@ -65,17 +67,16 @@ class IncrementalTrainTask(TrainTask):
     Args:
         name: the trainer's name (``/train/<name>``).
         networks: network file stems it trains, or None for "what the labels need".
-        model_dir: the app's live model folder (versions, splits and stats live there too).
-        shipped: folder of the shipped weights (``weights/``).
+        store: the weights it fine-tunes and publishes (its model folder keeps splits and stats too).
         description: shown in ``/info``.
     """
 
-    def __init__(self, name: str, networks, model_dir, shipped, description: str):
+    def __init__(self, name: str, networks, store: ModelStore, description: str):
         super().__init__(description)
         self.name = name
         self.networks = tuple(networks) if networks else None
-        self.model_dir = Path(model_dir)
-        self.shipped = Path(shipped)
+        self.store = store
+        self.model_dir = store.model_dir
         self.stats_path = self.model_dir / "stats" / f"{name}.json"
 
     def config(self):
@@ -87,9 +88,6 @@ class IncrementalTrainTask(TrainTask):
             return json.loads(self.stats_path.read_text())
         except (OSError, ValueError):
             return {}
-
-    def registry(self, network: str, keep: int) -> ModelRegistry:
-        return ModelRegistry(self.model_dir, network, self.shipped / f"{network}.pt", keep)
 
     def _write_stats(self, stats: dict) -> None:
         write_json_atomic(self.stats_path, stats)
@@ -129,8 +127,8 @@ class IncrementalTrainTask(TrainTask):
             else:
                 val = val + image.slices
         regions = set(r for r in train.regions() if r)
-        networks = self.networks or (("classifier",) if regions else ()) + tuple(
-            f"segmentation_{r}" for r in ("thigh", "leg") if r in regions)
+        networks = self.networks or ((CLASSIFIER,) if regions else ()) + tuple(
+            segmenter_name(r) for r in REGIONS if r in regions)
         stats = {"name": self.name, "status": "RUNNING", "start_ts": start, "epoch": 0,
                  "total_epochs": settings.epochs * max(1, len(networks)), "world_size": size,
                  "images": [{**i.summary(), "split": split[i.image_id]} for i in images], "skipped": skipped,
@@ -146,7 +144,7 @@ class IncrementalTrainTask(TrainTask):
                 print(f"{network} epoch {s['epoch']}/{s['epochs']} loss {s['loss']:.4f} "
                       f"validation {s['val']:.4f} ({s['seconds']:.0f} s)", flush=True)
 
-            registry = self.registry(network, settings.keep_versions)
+            registry = self.store.registry(network, settings.keep_versions)
             print(f"{network}: fine-tuning from {registry.current()} for {settings.epochs} x "
                   f"{settings.steps_per_epoch} steps on {size} process(es)", flush=True)
             if size > 1:

@@ -22,13 +22,14 @@ import numpy as np
 import torch
 
 from lib.errors import UserError
-from lib.options import parse_bool
 from lib.labels import REGIONS
+from lib.models.catalog import region_of
+from lib.models.registry import ModelRegistry
 from lib.networks.checkpoint import build_from_checkpoint, save_checkpoint
+from lib.options import parse_bool
 from lib.training.loop import TrainSettings, fit
 from lib.training.loss import make_segmentation_loss
 from lib.training.pretrain import phantom_slices
-from lib.training.registry import ModelRegistry
 from lib.training.slices import SliceSet, classifier_batches, segmentation_batches
 from lib.training.validation import classifier_accuracy, segmenter_mean_dice
 from lib.transforms.preprocess import classifier_slices
@@ -156,7 +157,7 @@ def run_round(network: str, registry: ModelRegistry, train: SliceSet, val: Slice
     ``train``/``val``: the user's corrected slices of the fixed split (global values). Under
     ``torch.distributed`` every process runs this and rank 0 alone publishes.
     """
-    region = network.removeprefix("segmentation_") if network.startswith("segmentation_") else None
+    region = region_of(network)
     if region is not None:
         train, val = train.select(region), val.select(region)
         if not len(train):

@@ -27,6 +27,7 @@ import torch
 
 from lib.data.phantom import SEVERITIES, generate_phantom
 from lib.labels import REGIONS
+from lib.models.catalog import CLASSIFIER, NETWORKS, record_file, segmenter_name, weight_file
 from lib.networks.checkpoint import build_from_checkpoint, save_checkpoint
 from lib.networks.presets import build_classifier, build_segmenter
 from lib.training.averaging import WeightAverage, recalibrate_batch_norm
@@ -73,7 +74,7 @@ def initial_model(name: str, plan: PretrainPlan, build):
     """A fresh network, or the one saved under ``plan.init_from`` to continue training it."""
     if not plan.init_from:
         return build()
-    model = build_from_checkpoint(Path(plan.init_from) / f"{name}.pt")
+    model = build_from_checkpoint(weight_file(plan.init_from, name))
     model.train()
     return model
 
@@ -124,7 +125,7 @@ def parse_stages(text: str) -> list[tuple[int, float]]:
 
 def train_segmenter(region: str, plan: PretrainPlan, train: SliceSet, val: SliceSet, out: Path) -> dict:
     torch.manual_seed(plan.seed)
-    model = initial_model(f"segmentation_{region}", plan, lambda: build_segmenter(region, plan.preset))
+    model = initial_model(segmenter_name(region), plan, lambda: build_segmenter(region, plan.preset))
     stages = parse_stages(getattr(plan, f"{region}_stages"))
     histories = []
     for index, (epochs, lr) in enumerate(stages):  # each fit: a fresh optimiser from the best weights so far
@@ -137,7 +138,7 @@ def train_segmenter(region: str, plan: PretrainPlan, train: SliceSet, val: Slice
             on_epoch=lambda e, s, i=index: print(
                 f"  {region} stage {i + 1}/{len(stages)} epoch {s['epoch']}/{s['epochs']} loss {s['loss']:.4f} "
                 f"val Dice {s['val']:.4f} ({s['seconds']:.0f} s)", flush=True)))
-    return _save(model, f"segmentation_{region}", plan, histories, out, region=region,
+    return _save(model, segmenter_name(region), plan, histories, out, region=region,
                  train_slices=len(train), val_slices=len(val))
 
 
@@ -188,7 +189,7 @@ def train_classifier(plan: PretrainPlan, train: tuple, val: tuple, out: Path) ->
     (x, y), (vx, vy) = train, val
     weights = np.ones(len(x))
     weights[0] = plan.real_slice_weight * (len(x) - 1) / (1 - plan.real_slice_weight)
-    model = initial_model("classifier", plan, lambda: build_classifier(plan.preset, input_dropout=0.0))
+    model = initial_model(CLASSIFIER, plan, lambda: build_classifier(plan.preset, input_dropout=0.0))
     settings = TrainSettings(epochs=plan.classifier_epochs, steps_per_epoch=40, lr=plan.classifier_lr, device=plan.device,
                              amp=False, channels_last=False)
     average = WeightAverage()
@@ -207,7 +208,7 @@ def train_classifier(plan: PretrainPlan, train: tuple, val: tuple, out: Path) ->
     score = classifier_accuracy(model, vx, vy)
     print(f"  classifier: average of epochs {plan.classifier_average_from}-{len(history.train_loss)}, "
           f"val accuracy {score:.4f}", flush=True)
-    return _save(model, "classifier", plan, [history], out, train_slices=len(x), val_slices=len(vx),
+    return _save(model, CLASSIFIER, plan, [history], out, train_slices=len(x), val_slices=len(vx),
                  subjects=(plan.classifier_subjects, plan.classifier_val_subjects),
                  validation_score=round(score, 4), averaged_epochs=average.count)
 
@@ -219,7 +220,7 @@ def _save(model, name: str, plan: PretrainPlan, histories: list, out: Path, subj
     meta = {"name": name, "preset": plan.preset, "version": 0, "source": "pretrain",
             "validation_score": round(histories[-1].best_score, 4), **extra}
     # float16 storage keeps the shipped files small (issue: < 30 MB in all); Dice unchanged to 1e-4
-    save_checkpoint(out / f"{name}.pt", model, meta, storage_dtype=torch.float16)
+    save_checkpoint(weight_file(out, name), model, meta, storage_dtype=torch.float16)
     record = {**meta, "plan": asdict(plan), "history": [h.summary() for h in histories],
               "seconds": round(sum(h.seconds for h in histories), 1),
               "seeds": {"train": [SEED_BASE["train"], SEED_BASE["train"] + n_train - 1],
@@ -228,29 +229,29 @@ def _save(model, name: str, plan: PretrainPlan, histories: list, out: Path, subj
               "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
                          f"torch {torch.__version__}",
               "command": "python main.py pretrain"}
-    earlier = Path(plan.init_from) / f"{name}.json" if plan.init_from else None
+    earlier = record_file(plan.init_from, name) if plan.init_from else None
     if earlier is not None and earlier.is_file():  # keep the whole history of a continued network
         record["continued_from"] = json.loads(earlier.read_text())
-    (out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    record_file(out, name).write_text(json.dumps(record, indent=2) + "\n")
     return record
 
 
-def pretrain(plan: PretrainPlan, out: Path, networks=("classifier", "segmentation_thigh", "segmentation_leg")) -> dict:
+def pretrain(plan: PretrainPlan, out: Path, networks=NETWORKS) -> dict:
     """Train the requested networks and write them to ``out``; returns their records."""
     out.mkdir(parents=True, exist_ok=True)
     records, started = {}, time.time()
     real = real_slices(1.0)[0]
     for region in REGIONS:
-        if f"segmentation_{region}" not in networks:
+        if segmenter_name(region) not in networks:
             continue
         print(f"generating {region} phantoms ...", flush=True)
         train = phantom_slices(region, "train", plan.train_subjects, plan.slices_per_subject)[0]
         val = phantom_slices(region, "val", plan.val_subjects, plan.slices_per_subject)[0]
         if region == "leg":
             train = _with_share(train + real, "real_leg_t1", plan.real_slice_weight)
-        records[f"segmentation_{region}"] = train_segmenter(region, plan, train, val, out)
-    if "classifier" in networks:
+        records[segmenter_name(region)] = train_segmenter(region, plan, train, val, out)
+    if CLASSIFIER in networks:
         print("generating classifier phantoms ...", flush=True)
-        records["classifier"] = train_classifier(plan, *classifier_data(plan), out)
+        records[CLASSIFIER] = train_classifier(plan, *classifier_data(plan), out)
     print(f"pretrain finished in {time.time() - started:.0f} s", flush=True)
     return records

@@ -6,10 +6,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from lib.paths import SHIPPED_WEIGHTS
 from lib.data.datastore import MuscleDatastore
 from lib.data.io import save_nifti
 from lib.data.phantom import generate_phantom
+from lib.models.store import ModelStore
+from lib.paths import SHIPPED_WEIGHTS
 from lib.tasks.train_incremental import IncrementalTrainTask
 from lib.training.distributed import run_parallel, world_size
 from lib.training.loop import TrainSettings, fit
@@ -56,7 +57,8 @@ def test_a_round_with_multi_gpu_runs_data_parallel_and_publishes_from_rank_0(tmp
     save_nifti(tmp_path / "label.nii.gz", phantom.label.astype(np.uint8), phantom.affine)
     datastore = MuscleDatastore(str(studies), auto_reload=False)
     datastore.save_label("leg", str(tmp_path / "label.nii.gz"), "final", {})
-    task = IncrementalTrainTask("segmentation_leg", ("segmentation_leg",), tmp_path / "model", SHIPPED_WEIGHTS, "test")
+    task = IncrementalTrainTask("segmentation_leg", ("segmentation_leg",), ModelStore(tmp_path / "model", SHIPPED_WEIGHTS),
+                                "test")
     stats = task({"model": "segmentation_leg", "multi_gpu": True, "cpu_processes": 2, "epochs": 1,
                   "steps_per_epoch": 2, "replay_subjects": 1, "val_subjects": 1, "tolerance": 1.0}, datastore)
     result = stats["results"]["segmentation_leg"]

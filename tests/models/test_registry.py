@@ -10,7 +10,7 @@ import pytest
 from lib import files as files_module
 from lib.errors import NotFoundError, UserError
 from lib.files import copy_atomic
-from lib.training.registry import ModelRegistry
+from lib.models.registry import ModelRegistry
 
 SHIPPED = b"shipped weights"
 

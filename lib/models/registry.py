@@ -18,8 +18,9 @@ import json
 import time
 from pathlib import Path
 
-from lib.files import copy_atomic, write_json_atomic
 from lib.errors import NotFoundError, UserError
+from lib.files import copy_atomic, write_json_atomic
+from lib.models.catalog import weight_file
 
 KEEP_VERSIONS = 5
 
@@ -39,8 +40,12 @@ class ModelRegistry:
         self.network = network
         self.shipped = Path(shipped)
         self.keep = max(1, int(keep))
-        self.live = self.model_dir / f"{network}.pt"
+        self.live = weight_file(self.model_dir, network)
         self.folder = self.model_dir / "versions" / network
+
+    def version_file(self, version: int) -> Path:
+        """Where version ``version`` is kept (whether or not it exists)."""
+        return self.folder / f"v{version:04d}.pt"
 
     def current(self) -> Path:
         """The weights inference uses now."""
@@ -76,7 +81,7 @@ class ModelRegistry:
         """Make ``candidate`` (a checkpoint file) the live model; returns its version number."""
         self.folder.mkdir(parents=True, exist_ok=True)
         version = self._next_version()
-        stored = self.folder / f"v{version:04d}.pt"
+        stored = self.version_file(version)
         copy_atomic(candidate, stored)
         write_json_atomic(stored.with_suffix(".json"), {"version": version, "time": time.time(), **metrics})
         copy_atomic(stored, self.live)
