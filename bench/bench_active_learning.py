@@ -10,11 +10,11 @@ per request, as the server answers), their true labels are "saved", and one incr
 (``lib.training.incremental``, the train task's code, publish guard included) fine-tunes the
 live model on every slice annotated so far. Mean Dice on held-out phantoms of every severity
 after each round gives the learning curve. ``uncertain_slices`` (MC-dropout ranking,
-``lib.tasks.strategy_slices``) against slice-level ``random``, over several seeds; the weak
+``lib.inference.ranking``) against slice-level ``random``, over several seeds; the weak
 model is the same for all. ``--start shipped`` starts instead from the shipped weights on a
 cohort of severe fat infiltration only (the earlier set-up, where neither strategy gained).
 ``--strategies ... typical_uncertain`` adds the experiment of weighing uncertainty by the
-typicality of each slice among the pool (``lib.tasks.slice_uncertainty.typicality``; tried,
+typicality of each slice among the pool (``lib.inference.uncertainty.typicality``; tried,
 not served). Writes ``bench/results/<--name>.{json,md,png}`` (default ``active_learning``),
 with what each strategy picked (limb ends, severities).
 """
@@ -39,12 +39,12 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_networks import machine  # noqa: E402
 from lib.data.phantom import SEVERITIES, generate_phantom  # noqa: E402
+from lib.inference.ranking import choose_image, pick_spread  # noqa: E402
+from lib.inference.uncertainty import entropy_scores, slice_embeddings, typicality  # noqa: E402
 from lib.models.cache import load_network  # noqa: E402
 from lib.models.catalog import segmenter_name, weight_file  # noqa: E402
 from lib.models.registry import ModelRegistry  # noqa: E402
 from lib.paths import SHIPPED_WEIGHTS  # noqa: E402
-from lib.tasks.slice_uncertainty import entropy_scores, slice_embeddings, typicality  # noqa: E402
-from lib.tasks.strategy_slices import choose_image, pick_spread  # noqa: E402
 from lib.training.incremental import RoundSettings, run_round  # noqa: E402
 from lib.training.pretrain import PHANTOM_SPACING, SEED_BASE, PretrainPlan, phantom_slices, train_segmenter  # noqa: E402
 from lib.training.slices import SliceSet  # noqa: E402

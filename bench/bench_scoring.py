@@ -29,11 +29,10 @@ sys.path.insert(0, str(ROOT))
 from bench import save_results  # noqa: E402
 from bench.bench_networks import machine  # noqa: E402
 from lib.data.embedded import StudySpec, write_study  # noqa: E402
-from lib.evaluation.run import muscle_pipeline  # noqa: E402
 from lib.evaluation.studies import local_studies  # noqa: E402
 from lib.evaluation.study_scores import score_study  # noqa: E402
+from lib.inference.uncertainty import score_volume  # noqa: E402
 from lib.models.store import ModelStore, live_path  # noqa: E402
-from lib.tasks.slice_uncertainty import score_volume  # noqa: E402
 
 
 def timed(fn, repeats: int) -> list[float]:
@@ -53,10 +52,9 @@ def run(repeats: int) -> dict:
         study = local_studies(tmp)[0]
         shipped = ModelStore(Path(tmp) / "model").weights("shipped")
         live = {n: live_path(candidates) for n, candidates in shipped.items()}
-        task = muscle_pipeline(shipped)
         uncertainty = timed(lambda: score_volume(study.image, live), repeats)
         n_annotated = []
-        evaluation = timed(lambda: n_annotated.append(len(score_study(study, task, Path(tmp) / "pred.nii.gz").slices)),
+        evaluation = timed(lambda: n_annotated.append(len(score_study(study, shipped, Path(tmp) / "pred.nii.gz").slices)),
                            repeats)
     return {"volume": "432x432x52 thigh phantom, every slice labelled", "repeats": repeats,
             "slice_uncertainty_s": round(statistics.median(uncertainty), 2),

@@ -35,7 +35,7 @@ def default_out(image: Path) -> Path:
 
 def run(args) -> int:
     from lib.configs import CONFIGS
-    from lib.evaluation.measurements import measurements_csv
+    from lib.inference.measurements import measurements_csv
     from lib.paths import APP_MODEL_DIR
 
     image = Path(args.image)

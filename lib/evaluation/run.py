@@ -19,36 +19,41 @@ from lib.evaluation import figures, report
 from lib.evaluation.studies import labelled_studies
 from lib.evaluation.study_scores import score_study
 from lib.evaluation.summary import summarise
-from lib.labels import all_labels
-from lib.models.store import ModelStore, live_path
+from lib.models.store import ModelStore, has_weights, live_path
 logger = logging.getLogger(__name__)
 
 
-def muscle_pipeline(paths):
-    from lib.tasks.infer_muscle import MuscleInfer
+def report_dir(model_dir) -> Path:
+    """Where the server keeps its last evaluation report (scoring method ``evaluation``)."""
+    return Path(model_dir) / "evaluation"
 
-    task = MuscleInfer(paths=paths, labels=all_labels())
-    if not task.is_valid():
+
+def muscle_weights(model: str, model_dir=None) -> dict[str, list[str]]:
+    """The candidates of every network for ``model`` (see the module doc); a ``UserError`` when a
+    network has no weights at all."""
+    weights = ModelStore(model_dir).weights(model)
+    if not has_weights(weights):
         raise UserError("no weights for the muscle pipeline: run `python main.py pretrain`")
-    return task
+    return weights
 
 
 def evaluate(source: str, out, model: str = "live", model_dir=None, tags_csv=None, device: str = "cpu",
              progress=print) -> dict:
     """Score every labelled slice of ``source`` (folder or DICOMweb URL); write the report to ``out``."""
-    task = muscle_pipeline(ModelStore(model_dir).weights(model))
+    weights = muscle_weights(model, model_dir)
     studies = labelled_studies(source, Path(out) / "cache", tags_csv)
-    return evaluate_studies(studies, task, out, {"source": str(source), "model": model}, device, progress)
+    return evaluate_studies(studies, weights, out, {"source": str(source), "model": model}, device, progress)
 
 
-def evaluate_studies(studies, task, out, run: dict, device: str = "cpu", progress=print) -> dict:
-    """Score ``studies`` (``LabelledStudy``) with the ``muscle`` pipeline ``task``; write the report."""
+def evaluate_studies(studies, weights: dict[str, list[str]], out, run: dict, device: str = "cpu",
+                     progress=print) -> dict:
+    """Score ``studies`` (``LabelledStudy``) with the ``muscle`` pipeline on ``weights``; write the report."""
     out = Path(out)
     rows, slices, unknown, skipped = [], [], {}, {}
     started = time.time()
     for i, study in enumerate(studies, 1):
         try:
-            scores = score_study(study, task, out / "predictions" / f"{study.id}.nii.gz", device)
+            scores = score_study(study, weights, out / "predictions" / f"{study.id}.nii.gz", device)
         except (UserError, ValueError) as e:  # one bad study is reported, the others still count
             skipped[study.id] = str(e).splitlines()[0]
             progress(f"[{i}/{len(studies)}] {study.id}: skipped ({skipped[study.id]})")
@@ -63,7 +68,7 @@ def evaluate_studies(studies, task, out, run: dict, device: str = "cpu", progres
                         + (f" (skipped: {'; '.join(f'{k}: {v}' for k, v in skipped.items())})" if skipped else ""))
     summary = summarise(rows, slices, unknown, skipped)
     summary["run"] = {**run, "seconds": round(time.time() - started, 1),
-                      "weights": {n: live_path(p) for n, p in task.paths.items()}}
+                      "weights": {n: live_path(p) for n, p in weights.items()}}
     out.mkdir(parents=True, exist_ok=True)
     written = figures.write_figures(rows, slices, studies, out)
     report.write_report(summary, rows, slices, written, out)

@@ -13,7 +13,6 @@ are left out of every score (in the prediction too), never silently turned into 
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from lib.data.annotations import MAX_GLOBAL_VALUE, annotated_slices, fold_sides,
 from lib.data.phantom import annotated_slices as protocol_slices
 from lib.evaluation.metrics import surface_distances
 from lib.evaluation.studies import LabelledStudy
+from lib.inference.pipeline import label_volume, save_label_nifti, segment_muscles_in
 from lib.labels import SIDE_OFFSET, all_labels, region_of_values
 from lib.transforms.geometry import axial_axis
 from lib.transforms.loading import load_volume
@@ -89,8 +89,10 @@ def _plane(volume: np.ndarray, k: int, axis: int) -> np.ndarray:
     return np.take(volume, k, axis=axis)
 
 
-def score_study(study: LabelledStudy, infer_task, prediction_path: Path, device: str = "cpu") -> StudyScores:
-    """Run ``infer_task`` (the ``muscle`` pipeline) on the study's annotated slices and score them.
+def score_study(study: LabelledStudy, weights: dict[str, list[str]], prediction_path: Path,
+                device: str = "cpu") -> StudyScores:
+    """Run the ``muscle`` pipeline with ``weights`` (the model store's candidates of each network)
+    on the study's annotated slices and score them.
 
     The predicted label volume is kept at ``prediction_path`` (NIfTI, the image's grid).
     """
@@ -102,9 +104,10 @@ def score_study(study: LabelledStudy, infer_task, prediction_path: Path, device:
     result = StudyScores(unknown=unknown)
     if not slices:
         return result
-    label_path, answer = infer_task({"image": study.image, "slices": slices, "device": device})
+    predicted = segment_muscles_in(study.image, weights, slices, device)
+    answer = predicted["result"]
     prediction_path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(label_path, prediction_path)
+    save_label_nifti(prediction_path, *label_volume(predicted))
     pred = load_volume(prediction_path, dtype=np.uint8)[0].numpy()
     pred = np.where(ignore, 0, pred).astype(np.uint8)
     truth_sides, pred_sides = split_sides(fold_sides(truth), affine), split_sides(fold_sides(pred), affine)

@@ -32,6 +32,11 @@ def live_path(candidates) -> str | None:
     return None
 
 
+def has_weights(paths: dict[str, list[str]]) -> bool:
+    """Whether every network in ``paths`` has a weight file to use."""
+    return all(live_path(candidates) for candidates in paths.values())
+
+
 def live_weights(paths: dict[str, list[str]]) -> tuple[dict[str, str | None], str]:
     """The weight file each network uses now (published, else shipped), and their version key."""
     live = {name: live_path(candidates) for name, candidates in paths.items()}

@@ -22,7 +22,7 @@ FIGURE_NAME = re.compile(r"[A-Za-z0-9_.-]+\.png")
 def _folder() -> Path:
     from monailabel.interfaces.utils.app import app_instance
 
-    from lib.tasks.scoring_evaluation import report_dir
+    from lib.evaluation.run import report_dir
 
     return report_dir(app_instance().model_dir)
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-import torch
 from monailabel.interfaces.tasks.infer_v2 import InferType
 
+from lib.inference.pipeline import label_post_transforms, segment_region
 from lib.tasks.infer_base import MuscleInferTask
 
 
@@ -24,13 +23,7 @@ class SegmentationInfer(MuscleInferTask):
         self.region = region
 
     def run_inferer(self, data, convert_to_batch=True, device="cpu"):
-        n_slices = data["image"].shape[-1]
-        slices = self.selected_slices(data, n_slices)
-        grid = np.zeros((*data["image"].shape[1:3], n_slices), np.uint8)
-        self.segment(data, slices, self.region, device, grid)
-        data["pred"] = torch.from_numpy(grid)[None]
-        data["result"] = {"region": self.region, "slices": slices}
-        return data
+        return segment_region(data, self.paths, self.region, device)
 
     def post_transforms(self, data=None):
-        return self.label_post_transforms(data, self.labels)
+        return label_post_transforms(data, self.labels)

@@ -11,21 +11,15 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 
-from lib.evaluation.run import evaluate_studies, muscle_pipeline
+from lib.evaluation.run import evaluate_studies, muscle_weights, report_dir
 from lib.evaluation.studies import datastore_studies
-from lib.models.store import ModelStore
 
 logger = logging.getLogger(__name__)
 
 INFO_KEY = "evaluation"
-
-
-def report_dir(model_dir) -> Path:
-    return Path(model_dir) / "evaluation"
 
 
 class EvaluationScoring(ScoringMethod):
@@ -42,9 +36,9 @@ class EvaluationScoring(ScoringMethod):
 
     def __call__(self, request, datastore):
         model = str(request.get("model", "live"))
-        task = muscle_pipeline(ModelStore(self.model_dir).weights(model))
+        weights = muscle_weights(model, self.model_dir)
         studies = datastore_studies(datastore)
-        summary = evaluate_studies(studies, task, report_dir(self.model_dir), {"source": "datastore", "model": model},
+        summary = evaluate_studies(studies, weights, report_dir(self.model_dir), {"source": "datastore", "model": model},
                                    request.get("device", "cpu"), progress=lambda line: print(f"evaluation: {line}", flush=True))
         stamp = int(time.time())
         for study in {g["study"] for g in summary["per_study"]}:

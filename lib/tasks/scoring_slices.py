@@ -13,8 +13,8 @@ import time
 
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 
+from lib.inference.uncertainty import score_volume
 from lib.models.store import live_weights
-from lib.tasks.slice_uncertainty import score_volume
 
 logger = logging.getLogger(__name__)
 

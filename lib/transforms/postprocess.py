@@ -6,8 +6,6 @@ patient's right, whatever the file's orientation. In each axial slice the muscle
 split at the widest gap along x (the space between the two limbs); a slice whose widest gap is
 under ``min_gap_mm`` holds one limb, whose side is the sign of its x (scanners centre the
 patient at x = 0).
-
-``MeasureMusclesd``: per-label measurements into the result JSON (``lib.evaluation``).
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ import numpy as np
 import torch
 from monai.transforms import MapTransform
 
-from lib.evaluation.measurements import measure_labels
 from lib.labels import SIDE_OFFSET
 from lib.transforms.geometry import axial_axis, world_x
 
@@ -63,28 +60,4 @@ class SplitSidesd(MapTransform):
         for key in self.key_iterator(d):
             label = np.asarray(d[key])[0]
             d[key] = torch.as_tensor(split_sides(label, affine, self.min_gap_mm))[None]
-        return d
-
-
-class MeasureMusclesd(MapTransform):
-    """Add ``result["measurements"]``: per-muscle volume, areas and intensity statistics.
-
-    keys: the label volume (1, X, Y, Z) on the input grid; image_key: the original image on the
-    same grid; names: label name -> value (the names the result uses).
-    """
-
-    def __init__(self, keys, names: dict[str, int], image_key: str = "image_original", result_key: str = "result"):
-        super().__init__(keys)
-        self.names, self.image_key, self.result_key = names, image_key, result_key
-
-    def __call__(self, data):
-        d = dict(data)
-        original = d[self.image_key]
-        affine = np.asarray(original.affine)
-        for key in self.key_iterator(d):
-            label = np.asarray(d[key])[0]
-            result = dict(d.get(self.result_key) or {})
-            result["measurements"] = measure_labels(label, np.asarray(original)[0], affine, self.names,
-                                                    slice_axis=axial_axis(affine))
-            d[self.result_key] = result
         return d

@@ -8,8 +8,8 @@ import pytest
 from lib import labels as L
 from lib.data.annotations import (LabelCheck, annotated_slices, check_label, fold_sides, normalise_name, to_global,
                                   value_map)
-from lib.options import parse_slices
 from lib.errors import UserError
+from lib.options import parse_slices
 
 AFFINE = np.diag([-1.0, -1.0, 5.0, 1.0])  # LPS-like phantom affine: array axis 2 is head-foot
 SHAPE = (24, 24, 6)

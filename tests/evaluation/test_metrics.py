@@ -1,10 +1,10 @@
-"""Surface distances and pooled Dice on hand-built masks with known answers."""
+"""Dice, surface distances and pooled Dice on hand-built masks with known answers."""
 
 import math
 
 import numpy as np
 
-from lib.evaluation.metrics import surface_distances
+from lib.evaluation.metrics import dice_per_class, mean_dice, surface_distances
 from lib.evaluation.summary import confusion, pooled_dice, region_dice
 
 
@@ -71,3 +71,17 @@ def test_confusion_matrix_counts_only_slices_with_a_region():
     c = confusion(slices)
     assert c["matrix"]["leg"]["thigh"] == 1 and c["matrix"]["thigh"]["thigh"] == 1
     assert c["slices"] == 2 and c["accuracy"] == 0.5
+
+
+def test_dice_known_answers_empty_and_one_pixel():
+    truth = np.zeros((10, 10), int)
+    pred = truth.copy()
+    truth[:5] = 1
+    pred[:4] = 1
+    truth[9, 9] = 2  # one-pixel muscle, missed by the prediction
+    scores = dice_per_class(pred, truth, num_classes=4)
+    assert np.isclose(scores[0], 2 * 40 / (50 + 40))
+    assert scores[1] == 0.0  # present in truth only
+    assert np.isnan(scores[2])  # absent from both: says nothing
+    assert np.isclose(mean_dice(pred, truth, 4), (2 * 40 / 90 + 0.0) / 2)
+    assert np.isnan(mean_dice(np.zeros((3, 3)), np.zeros((3, 3)), 4))  # empty prediction and truth

@@ -24,8 +24,8 @@ from lib.data.annotations import LabelCheck, check_label
 from lib.data.datastore import read_label
 from lib.data.io import save_nifti
 from lib.errors import UserError
-from lib.server.forms import Rejected, check_json_field
 from lib.identifiers import check_identifier
+from lib.server.forms import Rejected, check_json_field
 from lib.transforms.loading import MAX_SIDE, MAX_VOXELS, check_shape, load_volume
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,

@@ -13,7 +13,6 @@ from lib.errors import NotFoundError, UserError
 from lib.evaluation.metrics import mean_dice
 from lib.labels import SIDE_OFFSET, region_labels
 from lib.paths import SHARED_DATA
-from lib.tasks.infer_classifier import region_summary, smooth_regions
 from tests.conftest import ROOT
 
 TEST_SEED = 20_500  # held-out test seeds (lib/training/pretrain.py): never trained on
@@ -127,21 +126,3 @@ def test_chosen_slices_only_and_2d_input(tasks, tmp_path):
     save_nifti(flat, phantom.image[:, :, 2], phantom.affine)
     label_path, _ = tasks["segmentation_leg"]({"image": str(flat)})
     assert np.asarray(nib.load(label_path).dataobj).squeeze().shape == phantom.image.shape[:2]
-
-
-def test_region_smoothing_overrules_short_runs_and_keeps_a_real_change():
-    thigh, leg = 0, 1
-    # a thigh-to-leg volume (through the knee) with two isolated misses
-    own = np.array([thigh, thigh, leg, thigh, thigh, thigh, leg, leg, leg, thigh, leg, leg])
-    slices = list(range(len(own)))
-    smooth = smooth_regions(own, slices, 5)
-    assert smooth.tolist() == [thigh] * 6 + [leg] * 6  # the change stays at slice 6
-    assert smooth_regions(own, slices, 1).tolist() == own.tolist()
-    # selected slices with a gap: 0-2 and 7-9 are smoothed separately, never across the gap
-    gapped = np.array([leg, thigh, leg, thigh, leg, thigh])
-    assert smooth_regions(gapped, [0, 1, 2, 7, 8, 9], 3).tolist() == [leg, leg, leg, thigh, thigh, thigh]
-    probabilities = np.eye(2)[own] * 0.9 + 0.05
-    summary = region_summary(probabilities, slices, window=5)
-    assert summary["smoothed_slices"] == [2, 9]
-    assert summary["slices"][2] == {"slice": 2, "region": "thigh", "probability": 0.05}
-    assert summary["slice_counts"] == {"thigh": 6, "leg": 6}

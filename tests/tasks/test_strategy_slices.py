@@ -11,15 +11,13 @@ import requests
 import torch
 from monailabel.client import MONAILabelClient
 
-from lib.paths import SHIPPED_WEIGHTS
 from lib.data.datastore import MuscleDatastore
 from lib.data.io import save_nifti
 from lib.data.phantom import generate_phantom
-from lib.networks.checkpoint import build_from_checkpoint, save_checkpoint
-from lib.tasks.slice_uncertainty import slice_embeddings, stored_slice_order, typicality
-from lib.tasks.strategy_slices import (UncertainSlices, choose_image, parse_params, pick_spread, pick_stratified,
-                                       rank_slices)
 from lib.errors import UserError
+from lib.networks.checkpoint import build_from_checkpoint, save_checkpoint
+from lib.paths import SHIPPED_WEIGHTS
+from lib.tasks.strategy_slices import UncertainSlices, parse_params
 from tests.conftest import Server
 
 THIGH = "thigh_al"
@@ -123,71 +121,7 @@ def test_nothing_unlabelled_gives_an_empty_answer(tmp_path):
     assert UncertainSlices(paths)({"strategy": "uncertain_slices"}, datastore) == {}
 
 
-def test_pick_spread_and_params():
-    assert pick_spread([(0.9, 4), (0.8, 5), (0.7, 3), (0.6, 8), (0.5, 1)], 3) == [4, 8, 1]
+def test_params():
     assert parse_params({"n": "2", "region": "leg", "client_id": "x"}) == (2, "leg")
     with pytest.raises(UserError):
         parse_params({"n": 21})
-    superior_first = np.diag([-1.0, -1.0, -5.0, 1.0])  # stored head to foot
-    assert list(stored_slice_order(superior_first, 4)) == [3, 2, 1, 0]
-    assert list(stored_slice_order(np.diag([-1.0, -1.0, 5.0, 1.0]), 4)) == [0, 1, 2, 3]
-
-
-def ranked(scores: dict[int, float]) -> list[tuple[float, int]]:
-    return sorted(((v, k) for k, v in scores.items()), reverse=True)
-
-
-def test_stratified_picks_cover_the_limb_instead_of_bunching_at_its_uncertain_end():
-    rising = ranked({k: k / 12 for k in range(12)})  # the most uncertain slices all at one end
-    assert pick_spread(rising, 3) == [11, 9, 7]
-    assert pick_stratified(rising, 3) == [11, 7, 3]  # the best of each third, best first
-    assert pick_stratified(rising, 1) == [11]
-
-
-def test_stratified_picks_are_never_adjacent_and_top_up_from_crowded_stretches():
-    assert pick_stratified(ranked({1: 0.9, 2: 0.8, 5: 0.7, 3: 0.6, 0: 0.1, 4: 0.1}), 3) == [1, 5, 3]
-    # the middle stretch is empty: its place goes to the best non-adjacent slice elsewhere
-    assert pick_stratified(ranked({0: 0.9, 10: 0.5, 1: 0.4, 2: 0.3}), 3) == [0, 10, 2]
-    assert pick_stratified(ranked({1: 0.9, 10: 0.5, 0: 0.4, 2: 0.3}), 3) == [1, 10]
-    assert pick_stratified([], 3) == []
-
-
-def test_the_image_with_the_best_picks_wins_and_annotated_slices_are_never_picked():
-    def slices(values):
-        return [{"slice": k, "score": v, "region": "thigh", "empty": False} for k, v in enumerate(values)]
-
-    spiky = slices([0.0] * 11 + [1.0])  # one very uncertain slice, the rest certain
-    broad = slices([0.4] * 12)
-    assert choose_image([("spiky", spiky, set()), ("broad", broad, set())], 1)[0] == "spiky"
-    key, picks, _ = choose_image([("spiky", spiky, set()), ("broad", broad, set())], 3)
-    assert key == "broad" and len(picks) == 3
-    key, picks, _ = choose_image([("broad", broad, {0, 5, 11})], 4)
-    assert not set(picks) & {0, 5, 11}
-    assert choose_image([("done", slices([0.5, 0.5]), {0, 1})], 2) is None
-
-
-def test_typicality_ranks_an_outlier_last_and_scales_to_one():
-    rng = np.random.default_rng(0)
-    cluster = rng.normal(0, 0.05, (6, 4))
-    outlier = np.full((1, 4), 3.0)
-    values = typicality(np.concatenate([cluster, outlier]), k=3)
-    assert values.shape == (7,) and values.max() == pytest.approx(1.0)
-    assert values.argmin() == 6 and values[6] < 0.1 * values[:6].min()
-    assert typicality(np.zeros((1, 4))).tolist() == [1.0]
-
-
-def test_a_typical_slice_beats_a_slightly_more_uncertain_outlier_when_scores_carry_typicality():
-    scores = [{"slice": 0, "score": 0.5, "region": "thigh", "empty": False, "typicality": 0.2},
-              {"slice": 5, "score": 0.4, "region": "thigh", "empty": False, "typicality": 1.0}]
-    assert rank_slices(scores, set())[0][1] == 5
-    assert rank_slices([{k: v for k, v in s.items() if k != "typicality"} for s in scores], set())[0][1] == 0
-
-
-def test_slice_embeddings_are_unit_vectors_of_the_deepest_encoder_level():
-    model = build_from_checkpoint(SHIPPED_WEIGHTS / "segmentation_thigh.pt").eval()
-    slices = torch.rand(3, 1, 96, 96)
-    slices[2] = slices[0]
-    embeddings = slice_embeddings(model, slices)
-    assert embeddings.shape == (3, model.encoder[-1].conv2.out_channels)  # 256 for the compact preset
-    assert torch.allclose(embeddings.norm(dim=1), torch.ones(3), atol=1e-4)
-    assert torch.allclose(embeddings[0], embeddings[2], atol=1e-5) and not torch.allclose(embeddings[0], embeddings[1])

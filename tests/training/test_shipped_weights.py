@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from lib.paths import SHIPPED_WEIGHTS
 from lib.networks.checkpoint import build_from_checkpoint
+from lib.paths import SHIPPED_WEIGHTS
 from lib.training.pretrain import SEED_BASE, classifier_phantoms, phantom_slices
 from lib.training.validation import classifier_accuracy, segmenter_mean_dice
 

@@ -1,9 +1,8 @@
-"""Per-muscle measurements and Dice on hand-built label maps with known answers."""
+"""Per-muscle measurements on hand-built label maps with known answers."""
 
 import numpy as np
 
-from lib.evaluation.measurements import measure_labels, measurements_csv
-from lib.evaluation.metrics import dice_per_class, mean_dice
+from lib.inference.measurements import measure_labels, measurements_csv
 
 
 def test_volume_area_and_intensity_of_a_known_box():
@@ -30,17 +29,3 @@ def test_unknown_values_are_reported_not_dropped():
     csv = measurements_csv(m)
     assert csv.splitlines()[0].startswith("label,value,voxels")
     assert len(csv.splitlines()) == 3
-
-
-def test_dice_known_answers_empty_and_one_pixel():
-    truth = np.zeros((10, 10), int)
-    pred = truth.copy()
-    truth[:5] = 1
-    pred[:4] = 1
-    truth[9, 9] = 2  # one-pixel muscle, missed by the prediction
-    scores = dice_per_class(pred, truth, num_classes=4)
-    assert np.isclose(scores[0], 2 * 40 / (50 + 40))
-    assert scores[1] == 0.0  # present in truth only
-    assert np.isnan(scores[2])  # absent from both: says nothing
-    assert np.isclose(mean_dice(pred, truth, 4), (2 * 40 / 90 + 0.0) / 2)
-    assert np.isnan(mean_dice(np.zeros((3, 3)), np.zeros((3, 3)), 4))  # empty prediction and truth

@@ -4,6 +4,7 @@ For each label value present: voxel count, volume (mL), cross-sectional area per
 (mm²) and its maximum, and mean / standard deviation of the image inside the ROI. Computed on
 the input's own grid (the label returned to the user), with spacing from its affine, so the
 same ROIs can be applied to fat-fraction or water-T2 maps of the same geometry.
+``MeasureMusclesd`` is the last post-processing step of every segmentation answer.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import csv
 import io
 
 import numpy as np
+from monai.transforms import MapTransform
+
+from lib.transforms.geometry import axial_axis
 
 CSV_COLUMNS = ("label", "value", "voxels", "volume_ml", "max_area_mm2", "slices", "mean", "std")
 
@@ -79,3 +83,27 @@ def measurements_csv(measurements: dict[str, dict]) -> str:
         writer.writerow([name, m["value"], m["voxels"], m["volume_ml"], m["max_area_mm2"],
                          len(m["area_mm2_per_slice"]), m.get("mean", ""), m.get("std", "")])
     return out.getvalue()
+
+
+class MeasureMusclesd(MapTransform):
+    """Add ``result["measurements"]``: per-muscle volume, areas and intensity statistics.
+
+    keys: the label volume (1, X, Y, Z) on the input grid; image_key: the original image on the
+    same grid; names: label name -> value (the names the result uses).
+    """
+
+    def __init__(self, keys, names: dict[str, int], image_key: str = "image_original", result_key: str = "result"):
+        super().__init__(keys)
+        self.names, self.image_key, self.result_key = names, image_key, result_key
+
+    def __call__(self, data):
+        d = dict(data)
+        original = d[self.image_key]
+        affine = np.asarray(original.affine)
+        for key in self.key_iterator(d):
+            label = np.asarray(d[key])[0]
+            result = dict(d.get(self.result_key) or {})
+            result["measurements"] = measure_labels(label, np.asarray(original)[0], affine, self.names,
+                                                    slice_axis=axial_axis(affine))
+            d[self.result_key] = result
+        return d

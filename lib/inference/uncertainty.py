@@ -19,12 +19,12 @@ import math
 import numpy as np
 import torch
 
+from lib.inference.batching import classify_slices
 from lib.labels import REGIONS
 from lib.models.cache import load_network
 from lib.models.catalog import CLASSIFIER, segmenter_name
 from lib.networks.blocks import enable_mc_dropout
 from lib.networks.fast import predict_logits
-from lib.tasks.slice_engine import classify_slices
 from lib.transforms.geometry import axial_axis
 from lib.transforms.loading import load_volume
 from lib.transforms.preprocess import classifier_input, volume_to_model_grid

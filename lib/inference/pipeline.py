@@ -1,0 +1,143 @@
+"""One volume through the networks, step by step: what an infer request and an evaluation run.
+
+A volume goes: pre-processing to the model grid (``lib.transforms.preprocess``) → the classifier
+on the chosen slices, smoothed into a region per slice (``lib.inference.regions``) → each
+region's segmenter on its slices (``lib.inference.batching``) → post-processing: clean-up on the
+model grid, back to the input's own grid, sides, measurements → a label file.
+
+The steps read and write MONAI-style data dicts, so that MONAI Label's ``BasicInferTask`` runs
+them as its pre-transforms, inferer, post-transforms and writer (``lib.tasks``), and
+``segment_muscles_in`` runs the same steps without a server (evaluation, benchmarks). Networks
+come from the model store by their candidates (``paths``: network -> ``[shipped, live]``).
+"""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import torch
+
+from lib.errors import UserError
+from lib.inference.batching import classify_slices, resolve_device, segment_slices
+from lib.inference.measurements import MeasureMusclesd
+from lib.inference.regions import region_summary, route
+from lib.labels import SIDE_OFFSET, all_labels, channels_to_global
+from lib.models.cache import live_network
+from lib.models.catalog import CLASSIFIER, segmenter_name
+from lib.options import parse_slices
+from lib.transforms.cleanup import KeepLargestPerLimbd, LabelCleanupd
+from lib.transforms.geometry import FromModelGridd
+from lib.transforms.postprocess import SplitSidesd
+from lib.transforms.preprocess import CLASSIFIER_KEY, inference_transforms
+
+# The request options, with their defaults: shown in /info and documented in the README.
+OPTIONS = {
+    "region": "auto",  # "auto" (classifier decides), "thigh" or "leg"
+    "slices": None,  # list of slice indices (along the axial axis) to process; None = all
+    "split_sides": False,  # per-side labels: <muscle>_right / <muscle>_left
+    "echo": 0,  # which volume of a 4D (multi-echo) series to use
+    "cleanup": True,  # SPEC §2 area opening/closing of the predicted labels
+    "keep_largest": False,  # per slice, each muscle keeps its largest region per limb, holes filled
+    "region_window": 5,  # odd number of consecutive slices whose majority routes a slice; 1: each on its own
+}
+
+
+def selected_slices(data, n_slices: int) -> list[int]:
+    """The requested slice indices, checked against the volume (4xx when outside)."""
+    slices = data.get("slices")
+    if slices is None:
+        return list(range(n_slices))
+    bad = [k for k in slices if not 0 <= k < n_slices]
+    if bad:
+        raise UserError(f"slice indices {bad} are outside the volume (0..{n_slices - 1})")
+    return slices
+
+
+def classify(data, paths, slices: list[int], device: str) -> np.ndarray:
+    """Thigh/leg probabilities (len(slices), 2) of the classifier on the chosen slices."""
+    small = data[CLASSIFIER_KEY][0].permute(2, 0, 1)[:, None]  # (Z, 1, 128, 128)
+    return classify_slices(live_network(paths, CLASSIFIER, device), small[slices])
+
+
+def segment(data, paths, slices: list[int], region: str, device: str, out: np.ndarray) -> None:
+    """Write the global labels of ``region``'s segmenter on ``slices`` into ``out`` (X, Y, Z)."""
+    if not slices:
+        return
+    images = data["image"][0].permute(2, 0, 1)[:, None]  # (Z, 1, 432, 432)
+    channels = segment_slices(live_network(paths, segmenter_name(region), device), images[slices])
+    out[:, :, slices] = np.moveaxis(channels_to_global(channels, region), 0, -1)
+
+
+def classify_regions(data, paths, device: str) -> dict:
+    """``result``: the region of every chosen slice and the volume's majority (``classifier``)."""
+    slices = selected_slices(data, data["image"].shape[-1])
+    data["result"] = region_summary(classify(data, paths, slices, device), slices, data["region_window"])
+    return data
+
+
+def segment_region(data, paths, region: str, device: str) -> dict:
+    """``pred``: one region's segmenter on every chosen slice (``segmentation_<region>``)."""
+    n_slices = data["image"].shape[-1]
+    slices = selected_slices(data, n_slices)
+    grid = np.zeros((*data["image"].shape[1:3], n_slices), np.uint8)
+    segment(data, paths, slices, region, device, grid)
+    data["pred"] = torch.from_numpy(grid)[None]
+    data["result"] = {"region": region, "slices": slices}
+    return data
+
+
+def segment_muscles(data, paths, device: str) -> dict:
+    """``pred``: the routed pipeline (``muscle``), each slice through its region's segmenter; one
+    label map with thigh (1-12) and leg (13-18) muscles, so a volume through the knee holds both."""
+    n_slices = data["image"].shape[-1]
+    slices = selected_slices(data, n_slices)
+    region = data.get("region", "auto")
+    probabilities = classify(data, paths, slices, device) if region == "auto" else None
+    summary, routed = route(slices, region, probabilities, data.get("region_window", 1))
+    grid = np.zeros((*data["image"].shape[1:3], n_slices), np.uint8)
+    for chosen_region, chosen in routed.items():
+        segment(data, paths, chosen, chosen_region, device, grid)
+    data["pred"] = torch.from_numpy(grid)[None]
+    data["result"] = {"classification": summary, "routed_slices": routed}
+    return data
+
+
+def label_post_transforms(data, names: dict[str, int]) -> list:
+    """Model-grid ``pred`` -> cleaned, restored to the input grid, side-split, measured."""
+    steps = [LabelCleanupd("pred")] if data.get("cleanup", True) else []
+    if data.get("keep_largest"):
+        steps.append(KeepLargestPerLimbd("pred"))
+    steps.append(FromModelGridd("pred", ref_key="image", mode="nearest"))
+    if data.get("split_sides"):
+        steps.append(SplitSidesd("pred"))
+        names = {**names, **{f"{k}_right": v for k, v in names.items()},
+                 **{f"{k}_left": v + SIDE_OFFSET for k, v in names.items()}}
+    steps.append(MeasureMusclesd("pred", names=names))
+    return steps
+
+
+def label_volume(data) -> tuple[np.ndarray, np.ndarray]:
+    """The answer's label (X, Y, Z) uint8 on the input's grid, and the input's affine."""
+    return np.asarray(data["pred"])[0].astype(np.uint8), np.asarray(data["image_original"].affine)
+
+
+def save_label_nifti(path, label: np.ndarray, affine: np.ndarray) -> None:
+    """A uint8 NIfTI label with qform and sform both set to ``affine`` (viewers read either)."""
+    img = nib.Nifti1Image(label, affine)
+    img.header.set_data_dtype(np.uint8)
+    img.set_qform(img.affine, code=1)
+    img.set_sform(img.affine, code=1)
+    nib.save(img, path)
+
+
+def segment_muscles_in(image: str, paths, slices=None, device: str = "cpu") -> dict:
+    """The ``muscle`` answer for one image file without a server, as ``POST /infer/muscle`` with
+    the default options gives it: the data dict with ``pred`` on the input grid and ``result``."""
+    data = {**OPTIONS, "image": image, "slices": parse_slices(slices)}
+    device = resolve_device(device)
+    for step in inference_transforms(echo=data["echo"]):
+        data = step(data)
+    data = segment_muscles(data, paths, device)
+    for step in label_post_transforms(data, all_labels()):
+        data = step(data)
+    return data
