@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_networks import machine  # noqa: E402
-from lib.data.phantom import SEVERITIES, generate_phantom  # noqa: E402
+from lib.data.phantoms.phantom import SEVERITIES, generate_phantom  # noqa: E402
 from lib.inference.ranking import choose_image, pick_spread  # noqa: E402
 from lib.inference.uncertainty import entropy_scores, slice_embeddings, typicality  # noqa: E402
 from lib.models.cache import load_network  # noqa: E402

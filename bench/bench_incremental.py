@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_networks import machine  # noqa: E402
 from lib.data.io import save_nifti  # noqa: E402
-from lib.data.phantom import generate_phantom  # noqa: E402
+from lib.data.phantoms.phantom import generate_phantom  # noqa: E402
 from lib.evaluation.metrics import mean_dice  # noqa: E402
 from tests.conftest import Server  # noqa: E402
 from tests.server.test_infer_api import multipart  # noqa: E402

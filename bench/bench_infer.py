@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_networks import machine  # noqa: E402
 from lib.data.io import save_nifti  # noqa: E402
-from lib.data.phantom import generate_phantom  # noqa: E402
+from lib.data.phantoms.phantom import generate_phantom  # noqa: E402
 from lib.networks.checkpoint import save_checkpoint  # noqa: E402
 from lib.networks.presets import build_classifier, build_segmenter  # noqa: E402
 from tests.conftest import Server  # noqa: E402

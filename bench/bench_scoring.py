@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import save_results  # noqa: E402
 from bench.bench_networks import machine  # noqa: E402
-from lib.data.embedded import StudySpec, write_study  # noqa: E402
+from lib.data.phantoms.embedded import StudySpec, write_study  # noqa: E402
 from lib.evaluation.studies import local_studies  # noqa: E402
 from lib.evaluation.study_scores import score_study  # noqa: E402
 from lib.inference.uncertainty import score_volume  # noqa: E402

@@ -25,15 +25,15 @@ from monailabel.interfaces.app import MONAILabelApp  # noqa: E402
 from monailabel.tasks.activelearning.first import First  # noqa: E402
 
 from lib.configs import CONFIGS  # noqa: E402
-from lib.data.datastore import MuscleDatastore  # noqa: E402
-from lib.data.dicomweb_datastore import dicomweb_datastore  # noqa: E402
+from lib.data.datastore.local import MuscleDatastore  # noqa: E402
+from lib.data.dicom.dicomweb_datastore import dicomweb_datastore  # noqa: E402
 from lib.errors import UserError  # noqa: E402
 from lib.server.auth import install_auth_fix  # noqa: E402
 from lib.server.errors import install_error_handlers  # noqa: E402
 from lib.server.evaluation_routes import install_evaluation_routes  # noqa: E402
-from lib.server.threads import move_heavy_routes_off_the_loop  # noqa: E402
 from lib.server.guard import install_request_guard  # noqa: E402
 from lib.server.names import check_infer_image  # noqa: E402
+from lib.server.threads import move_heavy_routes_off_the_loop  # noqa: E402
 from lib.settings import apply_server_defaults  # noqa: E402
 from lib.tasks.strategy_slices import RandomSlices  # noqa: E402
 

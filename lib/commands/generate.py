@@ -24,8 +24,8 @@ from pathlib import Path
 import csv
 
 from lib import labels as L
-from lib.data.embedded import ANNOTATIONS, StudySpec, build_embedded, write_study
-from lib.data.phantom import SEVERITIES
+from lib.data.phantoms.embedded import ANNOTATIONS, StudySpec, build_embedded, write_study
+from lib.data.phantoms.phantom import SEVERITIES
 from lib.errors import UserError
 
 DEFAULT_SLICES = {"thigh": 52, "leg": 36}  # SPEC §2 acquisition matrices

@@ -6,7 +6,7 @@ tree; ``--studies`` serves any folder (or a DICOMweb URL) in place.
 
 ``--dicomweb URL`` serves a PACS (README: "Orthanc (DICOMweb PACS)"): the login comes from
 ``MONAI_LABEL_DICOMWEB_USERNAME`` / ``_PASSWORD`` or from ``scripts/orthanc.sh``
-(``lib/data/dicomweb.py``); before the server starts, the PACS is asked for its MR series
+(``lib/data/dicom/dicomweb.py``); before the server starts, the PACS is asked for its MR series
 with that login, so a wrong URL or password ends in one line instead of a server that lists
 nothing. MONAI Label's local copies of the series go to ``var/dicomweb_cache``.
 """
@@ -46,7 +46,7 @@ def working_studies(reset: bool = False) -> Path:
 
 def prepare_dicomweb(url: str) -> int:
     """Login and cache settings for MONAI Label, and a first search; returns the MR series count."""
-    from lib.data.dicomweb import check_pacs, dicomweb_client, dicomweb_login
+    from lib.data.dicom.dicomweb import check_pacs, dicomweb_client, dicomweb_login
     from lib.settings import SERVER_DEFAULTS
 
     login = dicomweb_login()

@@ -5,9 +5,9 @@
     python main.py upload /path/to/dicom/folder --url http://127.0.0.1:8042/dicom-web
     python main.py upload study.nii.gz --out var/dicom   # write the DICOM series, send nothing
 
-NIfTI files become MR series with correct geometry (``lib/data/dicom_export.py``); folders of
+NIfTI files become MR series with correct geometry (``lib/data/dicom/export.py``); folders of
 DICOM files are sent as they are, one series at a time. The login comes from the environment
-or from ``scripts/orthanc.sh`` (``lib/data/dicomweb.py``). Everything is read and converted
+or from ``scripts/orthanc.sh`` (``lib/data/dicom/dicomweb.py``). Everything is read and converted
 before anything is sent, so a bad file stops the upload before the PACS changes.
 """
 
@@ -45,7 +45,7 @@ def write_series(out: Path, series) -> int:
 
 
 def run(args) -> int:
-    from lib.data.dicomweb import check_pacs, collect, dicomweb_client, dicomweb_login, upload
+    from lib.data.dicom.dicomweb import check_pacs, collect, dicomweb_client, dicomweb_login, upload
 
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise UserError(f"--out {args.out} exists and is not a folder")

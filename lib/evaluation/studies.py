@@ -112,8 +112,8 @@ def dicomweb_studies(url: str, cache: Path, tags_csv=None) -> list[LabelledStudy
     from monailabel.config import settings
     from pydicom import Dataset
 
-    from lib.data.dicomweb import check_pacs, dicomweb_client, dicomweb_login
-    from lib.data.dicomweb_datastore import dicomweb_datastore
+    from lib.data.dicom.dicomweb import check_pacs, dicomweb_client, dicomweb_login
+    from lib.data.dicom.dicomweb_datastore import dicomweb_datastore
     from lib.settings import apply_server_defaults
 
     apply_server_defaults()  # the MR search filter (MONAI Label's default lists CT only)

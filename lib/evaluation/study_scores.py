@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lib.data.annotations import MAX_GLOBAL_VALUE, annotated_slices, fold_sides, shapes_match, to_global, value_map
-from lib.data.phantom import annotated_slices as protocol_slices
+from lib.annotations import MAX_GLOBAL_VALUE, annotated_slices, fold_sides, shapes_match, to_global, value_map
+from lib.data.phantoms.phantom import annotated_slices as protocol_slices
 from lib.evaluation.metrics import surface_distances
 from lib.evaluation.studies import LabelledStudy
 from lib.inference.pipeline import label_volume, save_label_nifti, segment_muscles_in
@@ -42,7 +42,7 @@ class StudyScores:
 
 
 def known_values(label: np.ndarray, info: dict) -> tuple[np.ndarray, dict[int, int], np.ndarray]:
-    """Global values (sides kept; ``lib.data.annotations.to_global``) with 0 where the stored value
+    """Global values (sides kept; ``lib.annotations.to_global``) with 0 where the stored value
     is no muscle of ours, the voxel count of each such unknown value, and where they lie.
 
     The unknown voxels are masked by position, not by value: a viewer's stored value can be

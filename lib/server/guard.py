@@ -14,7 +14,7 @@ Each is answered here with a 4xx and ``{"detail": message}``: 404 for an unknown
 strategy or scoring method, 400 for an identifier that is a path, 422 for ``params`` / ``info``
 that is not a JSON object, 413 for a body over ``max_upload_mb`` (``--conf max_upload_mb N``).
 The guard sits inside MONAI Label's CORS middleware, so a browser viewer (OHIF) can read the
-message. The datastore checks identifiers again (``lib.data.datastore``): defence in depth.
+message. The datastore checks identifiers again (``lib.data.datastore.local``): defence in depth.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import time
 import numpy as np
 from monailabel.interfaces.tasks.strategy import Strategy
 
-from lib.data.annotations import annotated_slices
+from lib.annotations import annotated_slices
 from lib.errors import UserError
 from lib.inference.ranking import choose_image, pick_spread
 from lib.inference.uncertainty import MIN_BODY_FRACTION, body_fractions

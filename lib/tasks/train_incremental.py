@@ -21,13 +21,13 @@ import requests
 from filelock import FileLock, Timeout
 from monailabel.interfaces.tasks.train import TrainTask
 
-from lib.data.corrections import corrected_images
 from lib.errors import UserError
 from lib.files import write_json_atomic
 from lib.labels import REGIONS
 from lib.models.catalog import CLASSIFIER, segmenter_name
 from lib.models.registry import ModelRegistry
 from lib.models.store import ModelStore
+from lib.training.corrections import corrected_images
 from lib.training.distributed import run_parallel, world_size
 from lib.training.incremental import RoundSettings, run_round
 from lib.training.slices import SliceSet

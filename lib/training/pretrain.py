@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lib.data.phantom import SEVERITIES, generate_phantom
+from lib.data.phantoms.phantom import SEVERITIES, generate_phantom
 from lib.labels import REGIONS
 from lib.models.catalog import CLASSIFIER, NETWORKS, record_file, segmenter_name, weight_file
 from lib.networks.checkpoint import build_from_checkpoint, save_checkpoint
@@ -94,7 +94,7 @@ def phantom_slices(region: str, split: str, subjects: int, n_slices: int) -> tup
 
 
 def real_slices(weight: float) -> tuple[SliceSet, list]:
-    from lib.data.real_slice import load_real_slice
+    from lib.data.phantoms.real_slice import load_real_slice
 
     real = load_real_slice()
     image, label = volume_to_model_grid(real.image, real.label, real.affine)
@@ -225,7 +225,7 @@ def _save(model, name: str, plan: PretrainPlan, histories: list, out: Path, subj
               "seconds": round(sum(h.seconds for h in histories), 1),
               "seeds": {"train": [SEED_BASE["train"], SEED_BASE["train"] + n_train - 1],
                         "val": [SEED_BASE["val"], SEED_BASE["val"] + n_val - 1]},
-              "data": "phantoms (lib/data/phantom.py) + the real leg slice of shared/data (leg and classifier)",
+              "data": "phantoms (lib/data/phantoms/phantom.py) + the real leg slice of shared/data (leg and classifier)",
               "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
                          f"torch {torch.__version__}",
               "command": "python main.py pretrain"}

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 
 from lib.data.io import save_nifti
-from lib.data.phantom import generate_phantom
+from lib.data.phantoms.phantom import generate_phantom
 from tests.conftest import ROOT
 
 

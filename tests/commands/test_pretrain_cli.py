@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from lib.data.real_slice import ROIS_FILE
+from lib.data.phantoms.real_slice import ROIS_FILE
 from lib.paths import SHARED_DATA
 from lib.training.pretrain import parse_stages
 from tests.conftest import ROOT

@@ -28,7 +28,7 @@ def pacs_with_seg(orthanc, tmp_path_factory, monkeypatch_module):  # noqa: F811
     phantom, _ = upload_phantom(orthanc, base / "upload")
     from monailabel.config import settings
 
-    from lib.data.dicomweb_datastore import dicomweb_datastore
+    from lib.data.dicom.dicomweb_datastore import dicomweb_datastore
 
     monkeypatch_module.setenv("PATH", server_env()["PATH"])  # itkimage2segimage (dcmqi) from the venv
     for key, value in (("USERNAME", USER), ("PASSWORD", orthanc.password), ("CACHE_PATH", str(base / "cache"))):

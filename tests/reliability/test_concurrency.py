@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from lib.data.io import save_nifti
-from lib.data.phantom import generate_phantom, sparse_label
+from lib.data.phantoms.phantom import generate_phantom, sparse_label
 from tests.conftest import Server, copy_studies
 
 CLIENTS = 8

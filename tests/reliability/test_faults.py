@@ -28,10 +28,10 @@ import psutil
 import pytest
 import requests
 
-import lib.data.safe_datastore as safe
-from lib.data.datastore import MuscleDatastore
+import lib.data.datastore.safe as safe
+from lib.data.datastore.local import MuscleDatastore
 from lib.data.io import save_nifti
-from lib.data.phantom import generate_phantom, sparse_label
+from lib.data.phantoms.phantom import generate_phantom, sparse_label
 from lib.networks.checkpoint import load_checkpoint
 from tests.conftest import ROOT, Server, copy_studies
 

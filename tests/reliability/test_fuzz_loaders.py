@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from lib.data.annotations import LabelCheck, check_label
-from lib.data.datastore import read_label
+from lib.annotations import LabelCheck, check_label
+from lib.data.datastore.local import read_label
 from lib.data.io import save_nifti
 from lib.errors import UserError
 from lib.identifiers import check_identifier

@@ -2,7 +2,7 @@
 
 One real server per module on its own studies copy, started with ``--conf max_upload_mb 2`` so
 the size limit is cheap to reach. Bad *labels* (shape, affine, values, names) are covered by
-``tests/data/test_label_save.py``; here: broken image files on every upload route, ids that are
+``tests/data/datastore/test_label_save.py``; here: broken image files on every upload route, ids that are
 paths, unknown names, malformed ``params``, oversized bodies. "Nothing changed" is checked on
 the bytes of ``datastore_v2.json``, the studies listing and a folder around the studies.
 """
@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from lib.data.io import save_nifti
-from lib.data.phantom import generate_phantom
+from lib.data.phantoms.phantom import generate_phantom
 from tests.conftest import Server, copy_studies
 
 IMAGE = "phantom_leg_s0004_healthy"

@@ -5,7 +5,7 @@ import time
 
 import requests
 
-from lib.data.embedded import StudySpec, write_study
+from lib.data.phantoms.embedded import StudySpec, write_study
 from tests.conftest import Server, copy_studies
 
 

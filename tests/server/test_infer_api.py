@@ -10,7 +10,7 @@ import requests
 from requests_toolbelt.multipart.decoder import MultipartDecoder
 
 from lib.data.io import save_nifti
-from lib.data.phantom import generate_phantom
+from lib.data.phantoms.phantom import generate_phantom
 
 
 def multipart(response):

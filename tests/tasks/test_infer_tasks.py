@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from lib.data.io import save_nifti
-from lib.data.phantom import generate_phantom
-from lib.data.real_slice import ROIS_FILE, load_real_slice
+from lib.data.phantoms.phantom import generate_phantom
+from lib.data.phantoms.real_slice import ROIS_FILE, load_real_slice
 from lib.errors import NotFoundError, UserError
 from lib.evaluation.metrics import mean_dice
 from lib.labels import SIDE_OFFSET, region_labels

@@ -11,9 +11,9 @@ import requests
 import torch
 from monailabel.client import MONAILabelClient
 
-from lib.data.datastore import MuscleDatastore
+from lib.data.datastore.local import MuscleDatastore
 from lib.data.io import save_nifti
-from lib.data.phantom import generate_phantom
+from lib.data.phantoms.phantom import generate_phantom
 from lib.errors import UserError
 from lib.networks.checkpoint import build_from_checkpoint, save_checkpoint
 from lib.paths import SHIPPED_WEIGHTS

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from lib.data.io import save_nifti
-from lib.data.phantom import generate_phantom
+from lib.data.phantoms.phantom import generate_phantom
 from lib.evaluation.metrics import mean_dice
 from lib.labels import LEG_MUSCLES, region_labels
 from tests.conftest import ROOT, Server

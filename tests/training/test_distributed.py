@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from lib.data.datastore import MuscleDatastore
+from lib.data.datastore.local import MuscleDatastore
 from lib.data.io import save_nifti
-from lib.data.phantom import generate_phantom
+from lib.data.phantoms.phantom import generate_phantom
 from lib.models.store import ModelStore
 from lib.paths import SHIPPED_WEIGHTS
 from lib.tasks.train_incremental import IncrementalTrainTask

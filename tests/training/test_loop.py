@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from lib.data.phantom import generate_phantom
+from lib.data.phantoms.phantom import generate_phantom
 from lib.networks.presets import build_segmenter
 from lib.training.loop import TrainSettings, fit
 from lib.training.loss import make_segmentation_loss

@@ -20,9 +20,9 @@ import pydicom
 import pytest
 import requests
 
-from lib.data.dicomweb import dicomweb_client
+from lib.data.dicom.dicomweb import dicomweb_client
 from lib.data.io import save_nifti
-from lib.data.phantom import generate_phantom
+from lib.data.phantoms.phantom import generate_phantom
 from tests.conftest import ROOT, Server, free_port, server_env
 from tests.viewers.slicer_sequence import run_sequence
 
@@ -155,7 +155,7 @@ def test_slicer_sequence_against_orthanc_stores_a_muscle_named_seg(orthanc, pacs
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == seq.sample["id"]
     assert seg.StudyInstanceUID == mr.StudyInstanceUID
     # one segment per submitted muscle, named ours whatever Slicer called it
-    from lib.data.dicomweb_datastore import segment_entries
+    from lib.data.dicom.dicomweb_datastore import segment_entries
 
     values = sorted(int(v) for v in np.unique(seq.expected) if v)
     names = {d.SegmentNumber: d.SegmentLabel for d in seg.SegmentSequence}
@@ -209,7 +209,7 @@ def test_a_label_with_unknown_muscle_names_is_refused_and_nothing_reaches_the_pa
 
 
 def test_an_infer_result_comes_back_as_a_muscle_named_seg_aligned_with_the_series(orthanc, pacs_server, tmp_path):
-    from lib.data.dicomweb_datastore import segment_entries
+    from lib.data.dicom.dicomweb_datastore import segment_entries
     from tests.server.test_infer_api import multipart
 
     mr = pydicom.Dataset.from_json(orthanc.client.search_for_series(search_filters={"Modality": "MR"})[0])
@@ -268,8 +268,8 @@ def test_a_folder_of_dicom_files_is_uploaded_as_it_is(orthanc, tmp_path):
 def test_a_multi_echo_series_is_served_as_its_first_echo_and_a_broken_one_does_not_stop_the_others(
         orthanc, pacs_server, tmp_path):
     """Runs last: adds a 2-echo magnitude/phase series and one without slice positions."""
-    from lib.data.dicom_export import volume_to_series
-    from tests.viewers.test_dicom_series import multi_echo_series, write
+    from lib.data.dicom.export import volume_to_series
+    from tests.data.dicom.test_dicom_series import multi_echo_series, write
 
     phantom = generate_phantom("leg", 20_043, n_slices=4, spacing=(1.2, 1.2, 6.0), shape=(160, 128))
     mixed = multi_echo_series(phantom.image, phantom.affine)

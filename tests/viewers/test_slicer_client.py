@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import requests
 
-from lib.data.annotations import to_global, value_map
+from lib.annotations import to_global, value_map
 from lib.labels import SIDE_OFFSET
 from tests.conftest import Server, copy_studies
 from tests.viewers.slicer_sequence import run_sequence

@@ -6,7 +6,7 @@ password come from ``MONAI_LABEL_DICOMWEB_USERNAME`` / ``MONAI_LABEL_DICOMWEB_PA
 ``scripts/orthanc.sh`` made: user ``muscle`` (or ``ORTHANC_USER``) and the password in
 ``var/orthanc/password`` (or ``ORTHANC_PASSWORD``; ``ORTHANC_DIR`` moves the folder).
 
-``upload`` sends NIfTI files (converted by ``lib.data.dicom_export``) and folders of real
+``upload`` sends NIfTI files (converted by ``lib.data.dicom.export``) and folders of real
 DICOM files as they are, one series at a time, and names each series it stored.
 """
 
@@ -24,7 +24,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from dicomweb_client.session_utils import create_session_from_user_pass
 
-from lib.data.dicom_export import file_key, volume_to_series
+from lib.data.dicom.export import file_key, volume_to_series
 from lib.errors import UserError
 from lib.paths import ROOT
 

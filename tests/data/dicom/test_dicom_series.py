@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from lib.data.dicom_export import volume_to_series
-from lib.data.dicom_series import image_kind, select_volume
-from lib.data.phantom import generate_phantom
+from lib.data.dicom.export import volume_to_series
+from lib.data.dicom.series import image_kind, select_volume
+from lib.data.phantoms.phantom import generate_phantom
 from lib.errors import UserError
 
 

@@ -1,4 +1,4 @@
-"""The real labelled leg slice (lib/data/real_slice.py) and its copy in studies/."""
+"""The real labelled leg slice (lib/data/phantoms/real_slice.py) and its copy in studies/."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from lib import labels as L
 from lib.data.io import load_nifti
-from lib.data.real_slice import ROIS_FILE, load_real_slice, roi_target
+from lib.data.phantoms.real_slice import ROIS_FILE, load_real_slice, roi_target
 from lib.errors import UserError
 from lib.paths import EMBEDDED_STUDIES, SHARED_DATA
 

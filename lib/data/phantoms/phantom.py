@@ -3,9 +3,9 @@
 The images imitate the network input of SPEC §2 (first-echo magnitude of a multi-echo GRE:
 fat bright, muscle intermediate, cortical bone dark, fatty marrow bright-ish), with thin
 fat-signal fascia between muscles, Mercuri-like fat replacement of muscle by ``severity``,
-a smooth multiplicative bias field and Rician noise. The anatomy (lib/data/anatomy.py) is
-laid out per limb and mirrored between the patient's right (small X, LPS arrays) and left
-limb; labels carry the global values of lib/labels.py and do not depend on ``severity``.
+a smooth multiplicative bias field and Rician noise. The anatomy (lib/data/phantoms/anatomy.py and
+layout.py) is laid out per limb and mirrored between the patient's right (small X, LPS arrays)
+and left limb; labels carry the global values of lib/labels.py and do not depend on ``severity``.
 
 Everything is drawn from ``numpy.random.SeedSequence([seed, region])``, split into
 independent streams for anatomy, fat replacement and noise: the same seed gives identical
@@ -20,7 +20,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from lib import labels as L
-from lib.data import anatomy as A
+from lib.data.phantoms import anatomy as A
+from lib.data.phantoms.layout import (AIR, CORTEX, FAT_PAD, MARROW, MUSCLE, MUSCLE_RANGE, OTHER_MUSCLE, SKIN,
+                                      SUBCUT_FAT, VESSEL)
 from lib.errors import UserError
 
 SEVERITIES = ("healthy", "mild", "severe")
@@ -28,8 +30,8 @@ ANNOTATED_SLICES = {"thigh": 7, "leg": 3}  # SPEC §2: slices a study annotator 
 # Relative signal of each tissue (fat = 1) before gain, bias and noise: GRE first echo,
 # where fat is bright, muscle intermediate, cortical bone and flowing blood dark.
 FAT_SIGNAL = 1.0
-TISSUE_SIGNAL = {A.AIR: 0.0, A.SKIN: 0.5, A.SUBCUT_FAT: 1.0, A.MUSCLE: 0.36, A.OTHER_MUSCLE: 0.36,
-                 A.FAT_PAD: 0.95, A.CORTEX: 0.05, A.MARROW: 0.85, A.VESSEL: 0.12}
+TISSUE_SIGNAL = {AIR: 0.0, SKIN: 0.5, SUBCUT_FAT: 1.0, MUSCLE: 0.36, OTHER_MUSCLE: 0.36,
+                 FAT_PAD: 0.95, CORTEX: 0.05, MARROW: 0.85, VESSEL: 0.12}
 
 
 @dataclass
@@ -39,7 +41,7 @@ class Phantom:
     image: float32 magnitude, integer-valued as a scanner stores it (fat about 600-1400);
     label: uint8 global muscle values (lib/labels.py), every slice labelled;
     side: uint8, 0 outside the body, 1 right limb, 2 left limb; tissue: uint8 anatomy codes
-    (lib/data/anatomy.py); affine: 4x4 NIfTI affine ``diag(-sx, -sy, sz)`` plus origin.
+    (lib/data/phantoms/layout.py); affine: 4x4 NIfTI affine ``diag(-sx, -sy, sz)`` plus origin.
     """
 
     image: np.ndarray
@@ -67,11 +69,11 @@ def slice_positions(n_slices: int) -> np.ndarray:
 
 def annotated_slices(n_slices: int, region: str, count: int | None = None) -> list[int]:
     """Slices an annotator labels (SPEC §2: 7 per thigh, 3 per leg), evenly spread in the
-    range where every muscle is present (anatomy.MUSCLE_RANGE); fewer if the volume has fewer.
+    range where every muscle is present (MUSCLE_RANGE); fewer if the volume has fewer.
     """
     count = ANNOTATED_SLICES[L.check_region(region)] if count is None else int(count)
     t = slice_positions(int(n_slices))
-    inside = np.flatnonzero((t >= A.MUSCLE_RANGE[0]) & (t <= A.MUSCLE_RANGE[1]))
+    inside = np.flatnonzero((t >= MUSCLE_RANGE[0]) & (t <= MUSCLE_RANGE[1]))
     if count <= 0 or inside.size == 0:
         return []
     if count >= inside.size:
@@ -222,14 +224,14 @@ def _tissue_signal(tissue, cell, side, targets, spacing, fat_rng, noise_rng):
     for code, value in TISSUE_SIGNAL.items():
         lut[code] = value
     signal = lut[tissue]
-    muscle = (tissue == A.MUSCLE) | (tissue == A.OTHER_MUSCLE)
+    muscle = (tissue == MUSCLE) | (tissue == OTHER_MUSCLE)
     patch = _smooth_noise(fat_rng, tissue.shape, spacing, 2.5)[muscle]
     texture = _smooth_noise(noise_rng, tissue.shape, spacing, 1.5)[muscle]
     # Mercuri-like replacement: per-muscle mean fat fraction, patchy around it
     mean = targets[side[muscle].astype(np.intp) - 1, cell[muscle]]
     spread = 0.9 * np.minimum(mean, 1.0 - mean) + 0.01
     fraction = np.clip(mean + spread * patch, 0.0, 1.0)
-    base = TISSUE_SIGNAL[A.MUSCLE] * (1.0 + 0.035 * texture)
+    base = TISSUE_SIGNAL[MUSCLE] * (1.0 + 0.035 * texture)
     signal[muscle] = (1.0 - fraction) * base + fraction * FAT_SIGNAL
     # fascia: one-pixel fat-signal line where two muscle cells meet (partial volume)
     for axis in (0, 1):

@@ -1,20 +1,14 @@
-"""Cross-sectional anatomy of the phantom limbs: where each muscle, bone and fat layer lies.
+"""Cross-sectional anatomy of the phantom limbs: one limb's outline, partition and tissues.
 
 One limb is described in a local frame, ``l`` toward its lateral side and ``a`` toward anterior
 (mm from the limb centre), and mirrored into the volume (lateral points away from the midline).
 Skin and deep fascia are star-shaped outlines (an ellipse with a few smooth harmonics) with
 subcutaneous fat between them. The muscle compartment (inside the fascia, outside the bones)
-is split by a multiplicatively weighted Voronoi partition of seeds placed where the muscles of
-SPEC §1 lie (``THIGH``, ``LEG``), after a smooth invertible warp of the plane: small muscles
-come out rounded and nested between big ones, boundaries gently curved. A piece of a cell cut
-off by a bone goes to its neighbour, so each muscle is one region per limb and slice.
-
-Seeds, sizes, limb girth and bone radius are smooth functions of the position ``t`` along the
-limb (0 = distal, 1 = proximal), so shapes change smoothly from slice to slice; a muscle whose
-``span`` ends inside the limb shrinks to nothing there (biceps femoris short head proximally,
-adductor longus and the gastrocnemii distally). Every muscle is present for ``t`` in
-``MUSCLE_RANGE``. Seed coordinates are in *fascia units* (``l / half-width``, ``a / half-depth``
-of the compartment) so the layout follows the outline; bone radii are in mm.
+is split by a multiplicatively weighted Voronoi partition of the region layout's seeds
+(``lib.data.phantoms.layout``), after a smooth invertible warp of the plane: small muscles come
+out rounded and nested between big ones, boundaries gently curved. A piece of a cell cut off
+by a bone goes to its neighbour, so each muscle is one region per limb and slice. Each limb
+draws its own size, fat, rotation, seed jitter and warp around its subject's.
 """
 
 from __future__ import annotations
@@ -25,107 +19,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage import measure
 
-MUSCLE_RANGE = (0.15, 0.85)  # t range where every muscle of the region is present
-
-# Tissue codes of ``Phantom.tissue``.
-AIR, SKIN, SUBCUT_FAT, MUSCLE, OTHER_MUSCLE, FAT_PAD, CORTEX, MARROW, VESSEL = range(9)
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One seed of the muscle partition.
-
-    name: a lib.labels muscle name, or ``None`` for an unlabelled structure.
-    seed: (lateral, anterior) in fascia units at mid-limb (t = 0.5).
-    shift: seed displacement at the proximal end (t = 1); the distal end gets ``-shift``.
-    size: relative size at mid-limb (the partition divides distances to the seed by it).
-    growth: relative size change from mid-limb to the proximal end (distal: ``-growth``).
-    span: (t_start, t_end) outside which the cell shrinks to nothing.
-    tissue: MUSCLE for the labelled muscles, OTHER_MUSCLE or FAT_PAD for the rest.
-    """
-
-    name: str | None
-    seed: tuple[float, float]
-    size: float = 1.0
-    growth: float = 0.0
-    shift: tuple[float, float] = (0.0, 0.0)
-    span: tuple[float, float] = (-1.0, 2.0)
-    tissue: int = MUSCLE
-
-
-@dataclass(frozen=True)
-class Bone:
-    """A long bone: centre in fascia units, outer radius and cortex thickness in mm.
-
-    ``lobes``/``lobe_angle``: a 3-lobed outline (the tibia's triangular shaft), relative
-    amplitude and the direction (degrees, 0 = lateral, 90 = anterior) of one apex.
-    ``taper``: relative radius increase toward the distal (``> 0``) or proximal (``< 0``) end.
-    """
-
-    centre: tuple[float, float]
-    radius: tuple[float, float]  # uniform range in mm
-    cortex: tuple[float, float]  # uniform range in mm
-    lobes: float = 0.0
-    lobe_angle: float = 90.0
-    taper: float = 0.0
-
-
-@dataclass(frozen=True)
-class RegionLayout:
-    """Everything that differs between thigh and leg."""
-
-    width: tuple[float, float]  # skin width (mm) at mid-limb, uniform range
-    depth_ratio: tuple[float, float]  # antero-posterior depth / width
-    fat: tuple[float, float]  # subcutaneous fat thickness (mm) at mid-limb
-    girth_profile: tuple[float, float, float]  # relative limb girth at t = 0, 0.5, 1
-    fat_side: float  # direction (deg) where subcutaneous fat is thickest
-    veins: tuple[float, ...]  # directions (deg) of superficial veins in the subcutaneous fat
-    bones: tuple[Bone, ...]
-    cells: tuple[Cell, ...]
-
-
-THIGH = RegionLayout(
-    width=(135.0, 180.0), depth_ratio=(0.85, 1.0), fat=(6.0, 22.0),
-    girth_profile=(0.84, 1.0, 1.14), fat_side=200.0, veins=(170.0,),
-    bones=(Bone(centre=(0.06, 0.10), radius=(12.0, 15.0), cortex=(4.0, 6.0), taper=0.25),),
-    cells=(
-        Cell("vastus_lateralis", (0.62, 0.05), 1.18, shift=(0.02, 0.0)),
-        Cell("vastus_medialis", (-0.38, 0.42), 1.05, growth=-0.25, shift=(0.08, 0.1)),
-        Cell("vastus_intermedius", (0.12, 0.40), 1.08),
-        Cell("rectus_femoris", (0.04, 0.80), 0.88, growth=0.15, shift=(-0.02, 0.03)),
-        Cell("sartorius", (-0.62, 0.55), 0.85, shift=(0.22, 0.2)),
-        Cell("gracilis", (-0.88, -0.18), 0.78),
-        Cell("adductor_magnus", (-0.40, -0.30), 1.25, growth=0.1),
-        Cell("semimembranosus", (-0.38, -0.72), 1.0, growth=-0.15),
-        Cell("semitendinosus", (-0.02, -0.84), 0.95, growth=0.05),
-        Cell("biceps_femoris_long_head", (0.40, -0.70), 0.98),
-        Cell("biceps_femoris_short_head", (0.30, -0.24), 0.78, growth=-0.3, span=(-1.0, 0.93)),
-        Cell("adductor_longus", (-0.60, 0.10), 0.92, growth=0.25, span=(0.07, 2.0)),
-        Cell(None, (0.04, -0.48), 0.5, tissue=FAT_PAD),  # sciatic nerve / posterior fat
-        Cell(None, (-0.46, 0.30), 0.45, tissue=FAT_PAD),  # femoral vessels (adductor canal)
-    ),
-)
-
-LEG = RegionLayout(
-    width=(95.0, 128.0), depth_ratio=(0.85, 1.0), fat=(4.0, 14.0),
-    girth_profile=(0.70, 1.0, 0.97), fat_side=240.0, veins=(165.0, 265.0),
-    bones=(
-        Bone(centre=(-0.22, 0.50), radius=(10.0, 12.5), cortex=(3.0, 4.5), lobes=0.15,
-             lobe_angle=100.0, taper=-0.25),
-        Bone(centre=(0.55, -0.18), radius=(5.0, 6.5), cortex=(1.8, 2.5)),
-    ),
-    cells=(
-        Cell("soleus", (0.00, -0.45), 1.25, growth=-0.1),
-        Cell("gastrocnemius_medialis", (-0.46, -0.70), 1.12, growth=0.15, span=(0.05, 2.0)),
-        Cell("gastrocnemius_lateralis", (0.36, -0.76), 0.95, growth=0.15, span=(0.06, 2.0)),
-        Cell("tibialis_anterior", (0.30, 0.55), 0.75, growth=0.05),
-        Cell("extensor_digitorum_longus", (0.64, 0.28), 0.8),
-        Cell("peroneus", (0.88, -0.12), 0.95),
-        Cell(None, (0.20, 0.08), 0.8, tissue=OTHER_MUSCLE),  # tibialis posterior, FDL, FHL
-    ),
-)
-
-LAYOUTS = {"thigh": THIGH, "leg": LEG}
+from lib.data.phantoms.layout import (CORTEX, FAT_PAD, LAYOUTS, MARROW, SKIN, SUBCUT_FAT, VESSEL,
+                                      RegionLayout)
 
 
 def smooth_profile(values: tuple[float, float, float], t: float) -> float:

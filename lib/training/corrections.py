@@ -1,7 +1,7 @@
 """The datastore's corrected (``final``) labels, read as model-grid training slices.
 
 Each labelled image is loaded with its label, the label is remapped to global values by
-name (``lib.data.annotations``), sides are folded (training is side-agnostic), and both are
+name (``lib.annotations``), sides are folded (training is side-agnostic), and both are
 brought to the model grid. Only the annotated slices are kept, found on the model grid by
 carrying an "annotated" mark through the same resampling as the label, so the slice
 bookkeeping is right for any orientation (slices stored along another axis, inverted S-I).
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lib.data.annotations import check_label, fold_sides
+from lib.annotations import check_label, fold_sides
 from lib.errors import UserError
 from lib.training.slices import SliceSet
 from lib.transforms.loading import load_volume

@@ -4,7 +4,7 @@ MONAI Label's ``DICOMWebDatastore.save_label`` turns a saved label into a DICOM 
 i-th segment takes the i-th ``label_info`` entry *by position*, whatever its ``idx``, with a
 spleen code for every segment. A viewer's label (Slicer's segment order, OHIF's names) would
 then be stored under the wrong names. Here a ``final`` label is first checked against its
-image exactly as in the local datastore (``lib.data.annotations.check_label``: grid, values,
+image exactly as in the local datastore (``lib.annotations.check_label``: grid, values,
 names, empty → ``UserError``, HTTP 422; nothing is sent to the PACS), converted to our global
 values, and sent with one ``label_info`` entry per value in value order, each with a dcmqi
 segment description: label = muscle name (``_left`` / ``_right`` when split), category
@@ -13,7 +13,7 @@ dictionary), laterality as a type modifier.
 
 Infer results asked for as DICOM SEG (``output=dicom_seg``) get the same segment names
 (``muscle_result_seg``). A series that mixes echoes or magnitude/phase images is served as its first echo's
-magnitude (``get_image_uri``; ``lib/data/dicom_series.py``).
+magnitude (``get_image_uri``; ``lib/data/dicom/series.py``).
 
 ``dicomweb_datastore(url)`` builds it from MONAI Label's settings as ``MONAILabelApp`` does,
 but fails with a clear message instead of downloading dcmqi when ``itkimage2segimage`` is
@@ -36,9 +36,9 @@ from monailabel.datastore.utils.convert import nifti_to_dicom_seg as _nifti_to_d
 from monailabel.datastore.utils.dicom import dicom_web_download_series
 from monailabel.interfaces.datastore import DefaultLabelTag
 
-from lib.data.annotations import check_label
-from lib.data.datastore import read_grid, read_label
-from lib.data.dicom_series import select_volume
+from lib.annotations import check_label
+from lib.data.datastore.local import read_grid, read_label
+from lib.data.dicom.series import select_volume
 from lib.data.io import save_nifti
 from lib.errors import NotFoundError, UserError
 from lib.labels import SIDE_OFFSET, all_labels
@@ -93,7 +93,7 @@ class MuscleDicomWebDatastore(DICOMWebDatastore):
 
     def get_image_uri(self, image_id: str) -> str:
         """The series as one NIfTI volume: of a multi-echo / multi-type series only the first
-        echo's magnitude images (``lib.data.dicom_series``), the others moved out of the cached
+        echo's magnitude images (``lib.data.dicom.series``), the others moved out of the cached
         series folder (MONAI Label's converter and the SEG writer read the whole folder); which
         images were used goes to the log and to the image's info (``volume``)."""
         image_dir = os.path.realpath(os.path.join(self._datastore.image_path(), image_id))

@@ -12,8 +12,8 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from lib.data.dicom_export import volume_to_series
-from lib.data.phantom import generate_phantom
+from lib.data.dicom.export import volume_to_series
+from lib.data.phantoms.phantom import generate_phantom
 from lib.errors import UserError
 
 

@@ -12,7 +12,7 @@ What 0.8.5's ``LocalDatastore`` does, and why each is replaced here:
   renamed after, so a full disk fails the save before anything stored changed. The index is
   renamed first and records the label's SHA-256; a kill between the two renames leaves the
   staged label next to its destination, and the next start completes the rename
-  (``lib.data.recovery.roll_forward``): a label file never pairs with another save's info
+  (``lib.data.datastore.recovery.roll_forward``): a label file never pairs with another save's info
   (its ``label_info`` segment mapping, its ``annotated_slices``);
 - it mutates the in-memory index and writes it whole: the background process (training,
   slice scoring) holds its own copy, so one process's write silently dropped the other's
@@ -35,7 +35,7 @@ from filelock import FileLock
 from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastore, LocalDatastoreModel
 from monailabel.interfaces.exception import ImageNotFoundException, LabelNotFoundException
 
-from lib.data.recovery import file_sha256, roll_forward
+from lib.data.datastore.recovery import file_sha256, roll_forward
 from lib.errors import StorageFullError
 from lib.files import commit_staged, stage_bytes
 

@@ -12,7 +12,7 @@ Storage instance whose
   SpacingBetweenSlices are the axis-2 spacing.
 
 Reading the series back with ITK (as MONAI Label's DICOMweb datastore does) gives the same
-grid and affine; ``tests/viewers/test_dicom_export.py`` checks it. UIDs are derived from a
+grid and affine; ``tests/data/dicom/test_dicom_export.py`` checks it. UIDs are derived from a
 caller-given key, so uploading the same study twice replaces it instead of duplicating it.
 """
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from lib.commands import generate
-from lib.data.embedded import EMBEDDED, NOTICE_FILE, build_embedded
 from lib.data.io import load_nifti
-from lib.data.real_slice import ROIS_FILE
+from lib.data.phantoms.embedded import EMBEDDED, NOTICE_FILE, build_embedded
+from lib.data.phantoms.real_slice import ROIS_FILE
 from lib.errors import UserError
 from lib.paths import EMBEDDED_STUDIES, SHARED_DATA
 

@@ -1,4 +1,4 @@
-"""Clinician labels as training data (lib/data/annotations.py): names, values, slices, checks."""
+"""Clinician labels as training data (lib/annotations.py): names, values, slices, checks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lib import labels as L
-from lib.data.annotations import (LabelCheck, annotated_slices, check_label, fold_sides, normalise_name, to_global,
+from lib.annotations import (LabelCheck, annotated_slices, check_label, fold_sides, normalise_name, to_global,
                                   value_map)
 from lib.errors import UserError
 from lib.options import parse_slices

@@ -17,7 +17,7 @@ import requests
 
 from lib import labels as L
 from lib.data.io import save_nifti
-from lib.data.phantom import generate_phantom, sparse_label
+from lib.data.phantoms.phantom import generate_phantom, sparse_label
 from tests.conftest import Server, copy_studies
 
 IMAGE_ID = "upload_leg_small"

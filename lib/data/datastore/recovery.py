@@ -1,4 +1,4 @@
-"""Recovery at start-up of saves a kill interrupted (``lib.data.safe_datastore`` writes them).
+"""Recovery at start-up of saves a kill interrupted (``lib.data.datastore.safe`` writes them).
 
 A save stages the label file and the index, renames the index (which names the label's SHA-256)
 and then the label. Killed between the two renames, the index describes a file that is still a

@@ -1,4 +1,4 @@
-"""Synthetic phantoms (lib/data/phantom.py, lib/data/anatomy.py) and NIfTI I/O (lib/data/io.py)."""
+"""Synthetic phantoms (lib/data/phantoms/: phantom.py, anatomy.py, layout.py) and NIfTI I/O (lib/data/io.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 from scipy import ndimage as ndi
 
 from lib import labels as L
-from lib.data import anatomy as A
 from lib.data.io import load_nifti, save_nifti
-from lib.data.phantom import annotated_slices, generate_phantom, sparse_label
+from lib.data.phantoms.layout import MUSCLE, MUSCLE_RANGE, SUBCUT_FAT
+from lib.data.phantoms.phantom import annotated_slices, generate_phantom, sparse_label
 from lib.errors import UserError
 
 SHAPE = (160, 160)
@@ -61,8 +61,8 @@ def test_each_muscle_is_one_region_per_limb_and_slice(phantom):
 def test_labels_lie_in_muscle_tissue_inside_the_limbs(phantom):
     muscle = phantom.label > 0
     assert (phantom.side[muscle] > 0).all()
-    assert (phantom.tissue[muscle] == A.MUSCLE).all()
-    fat = phantom.tissue == A.SUBCUT_FAT
+    assert (phantom.tissue[muscle] == MUSCLE).all()
+    fat = phantom.tissue == SUBCUT_FAT
     assert phantom.image[fat].mean() > 1.8 * phantom.image[muscle].mean()  # GRE: fat bright
 
 
@@ -108,7 +108,7 @@ def test_fat_replacement_moves_muscle_signal_toward_fat(region):
         p = generate_phantom(region, 11, 6, severity, SHAPE, SPACING)
         labels = p.label if labels is None else labels
         np.testing.assert_array_equal(p.label, labels)  # severity never changes the labels
-        fat = p.image[p.tissue == A.SUBCUT_FAT].mean()
+        fat = p.image[p.tissue == SUBCUT_FAT].mean()
         ratios.append(p.image[p.label > 0].mean() / fat)
     assert ratios[0] < ratios[1] < ratios[2], ratios
     assert ratios[2] - ratios[0] > 0.15
@@ -119,7 +119,7 @@ def test_annotated_slices_are_spread_inside_the_muscle_range(region, n_slices, e
     slices = annotated_slices(n_slices, region)
     assert len(slices) == len(set(slices)) == expected
     t = (np.array(slices) + 0.5) / n_slices
-    assert t.min() >= A.MUSCLE_RANGE[0] and t.max() <= A.MUSCLE_RANGE[1]
+    assert t.min() >= MUSCLE_RANGE[0] and t.max() <= MUSCLE_RANGE[1]
     assert t.max() - t.min() > 0.5  # spread, not bunched
     assert annotated_slices(n_slices, region, count=2) == [slices[0], slices[-1]]
     assert len(annotated_slices(4, region)) <= 4

@@ -6,7 +6,7 @@ listed.
 
 A label saved by a client (``PUT /datastore/label``, tag ``final`` or any tag other than
 MONAI Label's ``original``, where our own infer results go) is checked against its image by
-``lib.data.annotations.check_label`` *before* anything is written: a wrong grid, unknown
+``lib.annotations.check_label`` *before* anything is written: a wrong grid, unknown
 values or muscle names, an empty label or a file that is not an image raise ``UserError``
 (HTTP 422), an unknown image id ``NotFoundError`` (404), and the label already stored and its
 ``datastore_v2.json`` entry stay as they were. The saved info gets the ``annotated_slices``
@@ -17,7 +17,7 @@ label tag must be a plain name (no ``/``, ``..``: nothing is written outside the
 folder), a stored file's type must be one the datastore lists (an upload named ``.json`` could
 otherwise replace ``datastore_v2.json``), and an uploaded image must load (``load_volume``:
 header limits, corrupt data) before it is stored. Writes are atomic and durable
-(``lib.data.safe_datastore``); everything else behaves as MONAI Label's ``LocalDatastore``.
+(``lib.data.datastore.safe``); everything else behaves as MONAI Label's ``LocalDatastore``.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import nibabel as nib
 import numpy as np
 from monailabel.interfaces.datastore import DefaultLabelTag
 
-from lib.data.annotations import LabelCheck, check_label, shapes_match
-from lib.data.safe_datastore import SafeLocalDatastore
+from lib.annotations import LabelCheck, check_label, shapes_match
+from lib.data.datastore.safe import SafeLocalDatastore
 from lib.errors import NotFoundError, UserError
 from lib.identifiers import check_identifier
 from lib.transforms.loading import NIBABEL_SUFFIXES, check_shape, load_volume

@@ -20,7 +20,7 @@ from scipy import ndimage as ndi
 from skimage import filters
 
 from lib import labels as L
-from lib.data.phantom import phantom_affine
+from lib.data.phantoms.phantom import phantom_affine
 from lib.errors import UserError
 from lib.paths import SHARED_DATA
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lib.data.io import save_nifti
-from lib.data.phantom import Phantom, annotated_slices, generate_phantom, sparse_label
-from lib.data.real_slice import STUDY_ID, load_real_slice
+from lib.data.phantoms.phantom import Phantom, annotated_slices, generate_phantom, sparse_label
+from lib.data.phantoms.real_slice import STUDY_ID, load_real_slice
 from lib.paths import EMBEDDED_STUDIES, SHARED_DATA
 
 LABELS_SUBDIR = Path("labels") / "final"
@@ -97,7 +97,7 @@ REAL_DATA_NOTICE = """\
 
 `real_leg_t1.nii.gz` and `labels/final/real_leg_t1.nii.gz` are one real axial T1-weighted MRI
 slice through both lower legs and its 12 manual muscle ROIs (6 leg muscles, right and left),
-converted to NIfTI by `lib/data/real_slice.py` (LPS orientation, global label values of
+converted to NIfTI by `lib/data/phantoms/real_slice.py` (LPS orientation, global label values of
 `lib/labels.py`; where two ROIs overlap, the smaller ROI wins).
 
 Source: the public repository
