@@ -4,8 +4,9 @@
     python main.py                    # = serve: start MONAI Label on the embedded default
     python main.py <command> --help   # serve, generate, networks, pretrain, infer, bench ...
 
-Each command lives in ``lib/commands/<command>.py`` with ``add_arguments(parser)`` and
-``run(args) -> int``. User mistakes end in a one-line error and exit code 2, no traceback.
+Each command lives in ``lib/commands/<command>.py`` (``bench``: ``bench/command.py``, beside the
+benchmarks it runs) with ``add_arguments(parser)`` and ``run(args) -> int``. User mistakes end
+in a one-line error and exit code 2, no traceback.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ COMMANDS = {
     "bench": "run the speed benchmarks",
     "upload": "send NIfTI studies (as MR DICOM) or DICOM folders to a DICOMweb PACS",
 }
+MODULES = {"bench": "bench.command"}  # the product in lib/ does not depend on its benchmarks
 
 
 def build_parser(command: str | None) -> argparse.ArgumentParser:
@@ -45,7 +47,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
     for name, help_text in COMMANDS.items():
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
         if name == command:
-            module = importlib.import_module(f"lib.commands.{name}")
+            module = importlib.import_module(MODULES.get(name, f"lib.commands.{name}"))
             module.add_arguments(command_parser)
             command_parser.set_defaults(handler=module.run)
     return parser

@@ -5,7 +5,9 @@
     python main.py bench summary          # only rewrite the table from the results on disk
 
 Each benchmark runs as its own process; its wall time and the peak resident memory of its
-process tree (the servers it starts included) go to ``bench/results/runs.json``.
+process tree (the servers it starts included) go to ``bench/results/runs.json``. The command
+lives with the benchmarks, not in ``lib/commands``: the product does not depend on its
+benchmarks (``main.py`` names this module for ``bench``).
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import sys
 import time
 from pathlib import Path
 
+from bench import RESULTS
+from bench.summary import write
 from lib.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "bench" / "results"
+ROOT = Path(__file__).resolve().parents[1]
 BENCHES = {"networks": "bench.bench_networks", "infer": "bench.bench_infer", "incremental": "bench.bench_incremental",
            "scoring": "bench.bench_scoring", "concurrency": "bench.bench_concurrency",
            "active_learning": "bench.bench_active_learning"}
@@ -61,7 +64,5 @@ def run(args) -> int:
         if code:
             return code
         record(name, entry)
-    from bench.summary import write
-
     print(write())
     return 0
