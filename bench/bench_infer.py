@@ -30,6 +30,8 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_networks import machine  # noqa: E402
 from lib.data.io import save_nifti  # noqa: E402
 from lib.data.phantoms.phantom import generate_phantom  # noqa: E402
+from lib.labels import REGIONS  # noqa: E402
+from lib.models.catalog import CLASSIFIER, segmenter_name, weight_file  # noqa: E402
 from lib.networks.checkpoint import save_checkpoint  # noqa: E402
 from lib.networks.presets import build_classifier, build_segmenter  # noqa: E402
 from tests.conftest import Server  # noqa: E402
@@ -39,9 +41,9 @@ RESULTS = ROOT / "bench" / "results"
 
 def paper_weights(model_dir: Path) -> None:
     """Untrained ``paper``-preset networks as the live models (timing only: weights are random)."""
-    for name, model in (("classifier", build_classifier("paper")), ("segmentation_thigh", build_segmenter("thigh", "paper")),
-                        ("segmentation_leg", build_segmenter("leg", "paper"))):
-        save_checkpoint(model_dir / f"{name}.pt", model, {"name": name, "preset": "paper", "source": "bench, untrained"})
+    models = {CLASSIFIER: build_classifier("paper"), **{segmenter_name(r): build_segmenter(r, "paper") for r in REGIONS}}
+    for name, model in models.items():
+        save_checkpoint(weight_file(model_dir, name), model, {"name": name, "preset": "paper", "source": "bench, untrained"})
 
 
 def run(repeats: int, preset: str = "compact") -> dict:

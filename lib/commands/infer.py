@@ -7,8 +7,9 @@ import shutil
 from pathlib import Path
 
 from lib.errors import UserError
+from lib.models.catalog import CLASSIFIER, SEGMENTERS
 
-MODELS = ("muscle", "segmentation_thigh", "segmentation_leg", "classifier")
+MODELS = ("muscle", *SEGMENTERS, CLASSIFIER)  # the served models (lib/configs)
 
 
 def add_arguments(parser):

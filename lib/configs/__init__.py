@@ -3,10 +3,11 @@
 from lib.configs.classifier import ClassifierConfig
 from lib.configs.muscle import MuscleConfig
 from lib.configs.segmentation import SegmentationLegConfig, SegmentationThighConfig
+from lib.models.catalog import CLASSIFIER, segmenter_name
 
 CONFIGS = {
     "muscle": MuscleConfig,
-    "classifier": ClassifierConfig,
-    "segmentation_thigh": SegmentationThighConfig,
-    "segmentation_leg": SegmentationLegConfig,
+    CLASSIFIER: ClassifierConfig,
+    segmenter_name("thigh"): SegmentationThighConfig,
+    segmenter_name("leg"): SegmentationLegConfig,
 }

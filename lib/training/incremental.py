@@ -15,7 +15,6 @@ import functools
 import math
 import tempfile
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -23,7 +22,7 @@ import torch
 
 from lib.errors import UserError
 from lib.labels import REGIONS
-from lib.models.catalog import region_of
+from lib.models.catalog import region_of, weight_file
 from lib.models.registry import ModelRegistry
 from lib.networks.checkpoint import build_from_checkpoint, save_checkpoint
 from lib.options import parse_bool
@@ -192,7 +191,7 @@ def run_round(network: str, registry: ModelRegistry, train: SliceSet, val: Slice
         return result
     meta = _meta_of(live_meta, network, result)
     with tempfile.TemporaryDirectory(dir=registry.model_dir) as tmp:
-        candidate = save_checkpoint(Path(tmp) / f"{network}.pt", model, meta)
+        candidate = save_checkpoint(weight_file(tmp, network), model, meta)
         result["version"] = registry.publish(candidate, {k: result[k] for k in (
             "live_score", "candidate_score", "live_scores", "candidate_scores", "metric", "train_slices",
             "val_slices", "from")})
