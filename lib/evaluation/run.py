@@ -20,6 +20,7 @@ from lib.evaluation.studies import labelled_studies
 from lib.evaluation.study_scores import score_study
 from lib.evaluation.summary import summarise
 from lib.models.store import ModelStore, has_weights, live_path
+
 logger = logging.getLogger(__name__)
 
 

@@ -4,9 +4,10 @@ Why hand-written batching rather than ``monai.inferers.SliceInferer``: both give
 (identical argmax on a 432 x 432 x 52 thigh phantom with the shipped compact segmenter), but
 ``SliceInferer`` goes through ``SlidingWindowInferer``: it gathers the float logits of every
 slice into one (1, 13, 432, 432, 52) volume (0.5 GB) and takes the argmax at the end, where
-``segment_slices`` keeps only each batch's uint8 argmax. Measured on that volume, interleaved
-runs on this 2-core AMD EPYC, batches of 8: ``segment_slices`` 4.26 s, ``SliceInferer`` 7.18 s
-(+69 %), far outside the 5 % the compact ``bench infer`` figure may move.
+``segment_slices`` keeps only each batch's uint8 argmax. Measured on that volume, medians of 4
+interleaved runs on this 2-core AMD EPYC (shared with a training job), batches of 8, two
+sessions: ``segment_slices`` 4.26 s and 4.09 s, ``SliceInferer`` 7.18 s and 7.39 s (+69 %,
++81 %), far outside the 5 % the compact ``bench infer`` figure may move.
 """
 
 from __future__ import annotations
