@@ -6,7 +6,9 @@ was saved with it. Two conventions arrive:
 - our own values (thigh 1-12, leg 13-18, left side + 18: ``lib.labels``), e.g. a corrected
   ``muscle`` result saved back as it came;
 - a viewer's segment order, named by ``label_info`` (3D Slicer sends ``[{"name", "idx"}]``,
-  OHIF a ``{name: value}`` map). Those are remapped by *name*, never by order.
+  OHIF a ``{name: value}`` map). Those are remapped by *name*, never by order; names as
+  Dafne, MuscleMap or a lab's template write them are read through ``lib.label_aliases``,
+  and a name that stays ambiguous (bare ``Gastrocnemius``) is refused.
 
 Which slices are annotated comes from ``annotated_slices`` in the info, else from the slices
 that hold any muscle (SPEC §2: an unannotated slice is unknown, not background).
@@ -14,12 +16,12 @@ that hold any muscle (SPEC §2: an unannotated slice is unknown, not background)
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from lib.errors import UserError
+from lib.label_aliases import accepted_names, normalise_name, read_muscle_name
 from lib.labels import SIDE_OFFSET, all_labels
 from lib.options import parse_slices
 from lib.transforms.geometry import axial_axis
@@ -28,21 +30,17 @@ BACKGROUND_NAMES = {"background", "bg", "0", "none", "unlabeled", "unlabelled"}
 MAX_GLOBAL_VALUE = 2 * SIDE_OFFSET  # 36: left side of the last leg muscle
 
 
-def normalise_name(name: str) -> str:
-    """``"Vastus Lateralis - Left"`` -> ``"vastus_lateralis_left"``."""
-    return re.sub(r"[^a-z0-9]+", "_", str(name).strip().lower()).strip("_")
-
-
-def _name_to_global(name: str) -> int | None:
-    """Global value of a muscle name, with an optional ``_left``/``_right`` suffix (or prefix)."""
-    known = all_labels()
-    name = normalise_name(name)
-    for side, offset in (("left", SIDE_OFFSET), ("right", 0)):
-        for stem in (name[: -len(side) - 1] if name.endswith("_" + side) else None,
-                     name[len(side) + 1:] if name.startswith(side + "_") else None):
-            if stem in known:
-                return known[stem] + offset
-    return known.get(name)
+def _name_to_global(name: str) -> int:
+    """Global value of a segment name: our muscle names or another tool's (``lib.label_aliases``),
+    with an optional side (left = value + 18). ``UserError`` for an unknown or ambiguous name."""
+    read = read_muscle_name(name)
+    if read.muscle is None and read.candidates:
+        choices = ", ".join(read.candidates[:-1]) + f" or {read.candidates[-1]}"
+        raise UserError(f"label_info: ambiguous muscle name {name!r}: it may be {choices}; "
+                        f"name each one on its own ({accepted_names()})")
+    if read.muscle is None:
+        raise UserError(f"label_info: unknown muscle name {name!r}; {accepted_names()}")
+    return all_labels()[read.muscle] + (SIDE_OFFSET if read.side == "left" else 0)
 
 
 def _entries(label_info) -> list[tuple[str, int]]:
@@ -76,8 +74,6 @@ def value_map(label_info) -> dict[int, int] | None:
         if normalise_name(name) in BACKGROUND_NAMES or value == 0:
             continue
         target = _name_to_global(name)
-        if target is None:
-            raise UserError(f"label_info: unknown muscle name {name!r}; expected one of the names in /info labels")
         if value in mapping and mapping[value] != target:
             raise UserError(f"label_info: value {value} is given to two different muscles")
         mapping[value] = target

@@ -52,7 +52,8 @@ def test_value_map_slicer_list_equals_dict_and_ignores_order():
 
 
 @pytest.mark.parametrize("label_info, words", [
-    ({"quadriceps": 1}, "unknown muscle name 'quadriceps'"),
+    ({"popliteus": 1}, "unknown muscle name 'popliteus'"),
+    ({"quadriceps": 1}, "ambiguous muscle name 'quadriceps'"),
     ([{"name": "soleus", "idx": "x"}], "no integer value"),
     ({"soleus": 1, "peroneus": 1}, "two different muscles"),
     ([{"idx": 1}], "'name'"),
@@ -119,7 +120,7 @@ def test_check_label_accepts_our_values_and_a_4d_singleton_label():
     (sparse({1: [1]}), np.diag([-1.0, -1.0, 3.0, 1.0]), {}, "affine"),
     (sparse({1: [37]}), AFFINE, {}, r"label values \[37\] are not in the label set"),
     (sparse({1: [3]}), AFFINE, {"label_info": {"soleus": 1}}, r"label values \[3\] are not in label_info"),
-    (sparse({1: [1]}), AFFINE, {"label_info": {"hamstrings": 1}}, "unknown muscle name 'hamstrings'"),
+    (sparse({1: [1]}), AFFINE, {"label_info": {"hamstrings": 1}}, "ambiguous muscle name 'hamstrings'"),
     (sparse({1: [1]}).astype(np.float32) * 0.5, AFFINE, {}, "non-negative integers"),
     (np.zeros(SHAPE, np.uint8), AFFINE, {}, "label is empty"),
     (sparse({1: [1]}), AFFINE, {"annotated_slices": [2]}, "label is empty"),  # muscle only off the annotated ones

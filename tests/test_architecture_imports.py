@@ -30,8 +30,8 @@ ROOMS = (
     ("annotations", ("lib.annotations",)),
     ("transforms", ("lib.transforms",)),
     ("networks", ("lib.networks",)),
-    ("ground", ("lib.errors", "lib.files", "lib.identifiers", "lib.labels", "lib.options", "lib.paths",
-                "lib.settings")),
+    ("ground", ("lib.errors", "lib.files", "lib.identifiers", "lib.label_aliases", "lib.labels", "lib.options",
+                "lib.paths", "lib.settings")),
 )
 OUTSIDE = ("bench", "tests")  # the product never imports its benchmarks or its tests
 

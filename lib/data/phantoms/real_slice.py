@@ -22,6 +22,7 @@ from skimage import filters
 from lib import labels as L
 from lib.data.phantoms.phantom import phantom_affine
 from lib.errors import UserError
+from lib.label_aliases import accepted_names, read_muscle_name
 from lib.paths import SHARED_DATA
 
 IMAGE_FILE = "leg_t1_example_image.npz"
@@ -29,16 +30,7 @@ ROIS_FILE = "leg_t1_example_rois.npz"
 SLICE_THICKNESS = 5.0  # mm, as the study protocol (SPEC §2)
 STUDY_ID = "real_leg_t1"
 
-# ROI names in the npz (without the _R / _L suffix) -> lib.labels leg muscle names
-ROI_NAMES = {
-    "Soleus": "soleus",
-    "Gastrocnemius Medialis": "gastrocnemius_medialis",
-    "Gastrocnemius Lateralis": "gastrocnemius_lateralis",
-    "Tibialis Anterior": "tibialis_anterior",
-    "Extensor Longus Digitorum": "extensor_digitorum_longus",
-    "Peroneus": "peroneus",
-}
-SIDES = {"R": 1, "L": 2}  # side-map values, as Phantom.side
+SIDES = {"right": 1, "left": 2}  # side-map values, as Phantom.side
 
 
 @dataclass
@@ -54,12 +46,13 @@ class RealSlice:
 
 
 def roi_target(name: str) -> tuple[int, int]:
-    """(global label value, side) of an ROI name such as ``Soleus_R``."""
-    base, _, suffix = name.rpartition("_")
-    if base not in ROI_NAMES or suffix not in SIDES:
-        raise UserError(f"unknown ROI {name!r}: expected <muscle>_R or <muscle>_L with muscle in "
-                        f"{', '.join(ROI_NAMES)}")
-    return L.all_labels()[ROI_NAMES[base]], SIDES[suffix]
+    """(global label value, side) of an ROI name such as ``Soleus_R`` or ``Extensor Longus
+    Digitorum_L``: Dafne's names, read through the one alias table (``lib.label_aliases``)."""
+    read = read_muscle_name(name)
+    if read.muscle is None or read.side is None:
+        raise UserError(f"unknown ROI {name!r}: expected <muscle>_R or <muscle>_L "
+                        f"({accepted_names()})")
+    return L.all_labels()[read.muscle], SIDES[read.side]
 
 
 def load_real_slice(folder=SHARED_DATA) -> RealSlice:

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from lib import labels as L
+from lib.annotations import to_global, value_map
 from lib.data.io import save_nifti
 from lib.data.phantoms.phantom import generate_phantom, sparse_label
 from tests.conftest import Server, copy_studies
@@ -160,8 +161,12 @@ def _bad_labels(phantom, tmp_path):
         "value_not_in_label_info": (nifti_bytes(tmp_path, label, phantom.affine),
                                     {"label_info": label_info[:-1]}, "not in label_info"),
         "unknown_name": (nifti_bytes(tmp_path, label, phantom.affine),
-                         {"label_info": [*label_info[:-1], {"name": "Hamstrings", "idx": 6}]},
-                         "unknown muscle name 'Hamstrings'"),
+                         {"label_info": [*label_info[:-1], {"name": "Tibialis Posterior", "idx": 6}]},
+                         "unknown muscle name 'Tibialis Posterior'; accepted names: vastus_lateralis (VL)"),
+        "ambiguous_name": (nifti_bytes(tmp_path, label, phantom.affine),  # MuscleMap's one gastrocnemius label
+                           {"label_info": [*label_info[:-1], {"name": "Gastrocnemius_R", "idx": 6}]},
+                           "ambiguous muscle name 'Gastrocnemius_R': it may be gastrocnemius_medialis or "
+                           "gastrocnemius_lateralis"),
         "empty": (nifti_bytes(tmp_path, np.zeros_like(label), phantom.affine), {"label_info": label_info},
                   "label is empty"),
         "empty_on_annotated": (nifti_bytes(tmp_path, label, phantom.affine),
@@ -173,8 +178,8 @@ def _bad_labels(phantom, tmp_path):
     }
 
 
-BAD = ["shape", "2d", "affine", "value", "value_not_in_label_info", "unknown_name", "empty", "empty_on_annotated",
-       "bad_slices", "not_nifti", "zero_bytes"]
+BAD = ["shape", "2d", "affine", "value", "value_not_in_label_info", "unknown_name", "ambiguous_name", "empty",
+       "empty_on_annotated", "bad_slices", "not_nifti", "zero_bytes"]
 
 
 @pytest.mark.parametrize("case", BAD)
@@ -185,6 +190,26 @@ def test_bad_label_is_422_with_a_message_and_nothing_changes(srv, good_final, ph
     detail = r.json()["detail"]
     assert words in detail and "\n" not in detail and "/tmp" not in detail, detail
     assert stored_state(srv) == good_final  # label file, datastore file and entry byte-identical
+
+
+def test_label_named_as_dafne_or_a_lab_template_writes_it_is_saved_and_read_as_ours(srv, good_final, phantom,
+                                                                                     tmp_path):
+    """Dafne's long and short names, side suffixes, Peroneus Longus: saved (not 422), kept as sent,
+    and read back into our values exactly as training reads a label (``value_map``)."""
+    label, _ = slicer_label(phantom)
+    names = {"peroneus": "Peroneus Longus", "soleus": "SOL_R", "tibialis_anterior": "TA R",
+             "gastrocnemius_lateralis": "LG", "extensor_digitorum_longus": "Extensor Longus Digitorum",
+             "gastrocnemius_medialis": "Gastrocnemius Medialis_R"}
+    label_info = [{"name": names[muscle], "idx": idx} for idx, muscle in enumerate(SLICER_ORDER, start=1)]
+    data = nifti_bytes(tmp_path, label, phantom.affine)
+    r = put_label(srv, data, params={"label_info": label_info, "client_id": "dafne"})
+    assert r.status_code == 200, r.text
+    stored, _, entry = stored_state(srv)
+    assert stored == data and entry["labels"]["final"]["info"]["label_info"] == label_info
+    assert entry["labels"]["final"]["info"]["annotated_slices"] == SLICES
+    saved = np.asarray(nib.load(srv.studies / "labels" / "final" / f"{IMAGE_ID}.nii.gz").dataobj)
+    as_ours = to_global(saved, value_map(entry["labels"]["final"]["info"]["label_info"]))
+    assert np.array_equal(as_ours, sparse_label(phantom.label, SLICES))  # right side / no side: our values
 
 
 def test_text_file_with_another_name_is_4xx(srv, good_final):
