@@ -29,12 +29,14 @@ from lib.data.datastore.local import MuscleDatastore  # noqa: E402
 from lib.data.dicom.dicomweb_datastore import dicomweb_datastore  # noqa: E402
 from lib.errors import UserError  # noqa: E402
 from lib.server.auth import install_auth_fix  # noqa: E402
+from lib.server.batch_routes import install_batch_infer_check  # noqa: E402
 from lib.server.errors import install_error_handlers  # noqa: E402
 from lib.server.evaluation_routes import install_evaluation_routes  # noqa: E402
 from lib.server.guard import install_request_guard  # noqa: E402
 from lib.server.names import check_infer_image  # noqa: E402
 from lib.server.threads import move_heavy_routes_off_the_loop  # noqa: E402
 from lib.settings import apply_server_defaults  # noqa: E402
+from lib.tasks.batch_infer import MuscleBatchInferTask, check_batch_request  # noqa: E402
 from lib.tasks.strategy_slices import RandomSlices  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ class MuscleApp(MONAILabelApp):
         # bad ids, unknown names, malformed params JSON and oversized uploads: 4xx before any task
         self.max_upload_mb = install_request_guard(conf)
         install_auth_fix()  # MONAI Label's bearer-token check, usable with PyJWT 2
+        install_batch_infer_check(self.check_batch_request)  # 4xx before a batch starts; off the event loop
         super().__init__(
             app_dir=app_dir,
             studies=studies,
@@ -74,6 +77,13 @@ class MuscleApp(MONAILabelApp):
         if problem:
             raise UserError(problem)
         return super().infer(request, datastore)
+
+    def init_batch_infer(self):
+        return MuscleBatchInferTask()  # on CPU too: MONAI Label's divides by the number of GPUs
+
+    def check_batch_request(self, model: str, request: dict) -> None:
+        """Refuse a ``POST /batch/infer/<model>`` that cannot run (``lib.tasks.batch_infer``)."""
+        check_batch_request({**request, "model": model}, self._infers, self.datastore())
 
     def init_datastore(self):
         if self.studies.startswith(("http://", "https://")) and settings.MONAI_LABEL_DATASTORE.lower() != "dsa":
