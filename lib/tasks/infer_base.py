@@ -83,6 +83,15 @@ class MuscleInferTask(BasicInferTask):
     def post_transforms(self, data=None):
         return []
 
+    def run_post_transforms(self, data, transforms):
+        """MONAI Label's post-transforms, then, for a DICOM folder, which of its images were read
+        (``volume``, ``lib.transforms.loading``) into the answer, as the PACS path's image info says."""
+        data = super().run_post_transforms(data, transforms)
+        volume = getattr(data.get("image_original"), "meta", {}).get("volume")
+        if volume and isinstance(data.get("result"), dict):
+            data["result"]["volume"] = volume
+        return data
+
     def writer(self, data, extension=None, dtype=None):
         """Write ``pred`` (X, Y, Z) on the input's affine; return (path, result JSON)."""
         result = dict(data.get("result", {}))

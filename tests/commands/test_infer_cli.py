@@ -39,3 +39,36 @@ def test_infer_errors_are_one_line(tmp_path):
         assert result.returncode == 2
         assert "Traceback" not in result.stderr
         assert [line for line in result.stderr.splitlines() if "error" in line.lower()][-1].startswith("main.py infer: error:")
+
+
+def test_infer_on_a_raw_ge_multi_echo_folder_segments_the_first_echo_magnitude_and_says_so(tmp_path):
+    """2 echoes x magnitude, phase, real, imaginary at 3 positions = 24 files: a 3-slice volume,
+    as the PACS path would serve it, not 24 slices; the choice is in the console and the JSON."""
+    import json
+
+    from tests.transforms.test_dicom_series import ge_multi_echo_folder
+
+    folder, phantom = ge_multi_echo_folder(tmp_path / "ge_leg", shape=(200, 160))
+    result = run_main("infer", folder, "--json", tmp_path / "result.json")
+    assert result.returncode == 0, result.stderr
+    said = ("echo 1 magnitude: 3 of 24 images (series holds 2 echo(es) of imaginary, magnitude, phase, real)")
+    assert f"volume: {said}" in result.stdout
+    assert json.loads((tmp_path / "result.json").read_text())["volume"] == said
+    label = nib.load(tmp_path / "ge_leg_muscles.nii.gz")
+    assert label.shape == phantom.image.shape  # 3 slices
+    np.testing.assert_allclose(label.affine, phantom.affine, atol=1e-3)
+
+
+def test_infer_on_a_folder_of_several_series_names_them_in_one_line(tmp_path):
+    from lib.data.dicom.export import volume_to_series
+    from tests.transforms.test_dicom_series import write
+
+    volume = np.full((32, 32, 2), 100.0, np.float32)
+    write(volume_to_series(volume, np.eye(4), "t1", description="AX T1")
+          + volume_to_series(volume, np.eye(4), "t2", description="AX T2"), tmp_path / "study")
+    result = run_main("infer", tmp_path / "study")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    error = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(error) == 1 and error[0].startswith("main.py infer: error: series study: the folder holds 2 DICOM "
+                                                   "series, not one: "), result.stderr
+    assert "#1 'AX T1' (2 images, " in error[0] and "#1 'AX T2' (2 images, " in error[0]

@@ -112,16 +112,16 @@ def test_label_maps_must_hold_whole_numbers(tmp_path):
 
 
 def test_dicom_series_folder(tmp_path):
-    itk = pytest.importorskip("itk")
-    arr = (np.arange(5 * 24 * 20).reshape(5, 24, 20) % 200).astype(np.int16)  # ITK order (Z, Y, X)
-    image = itk.image_from_array(arr)
-    image.SetSpacing([0.8, 0.9, 3.0])
-    writer = itk.ImageSeriesWriter[itk.Image[itk.SS, 3], itk.Image[itk.SS, 2]].New()
-    writer.SetInput(image)
-    writer.SetImageIO(itk.GDCMImageIO.New())
+    """A folder of one series (one file per slice, in no particular order) is read in slice order."""
+    from lib.data.dicom.export import volume_to_series
+
+    arr = (np.arange(20 * 24 * 5).reshape(20, 24, 5) % 200).astype(np.float32)  # (X, Y, Z)
+    affine = np.diag([-0.8, -0.9, 3.0, 1.0])
     (tmp_path / "series").mkdir()
-    writer.SetFileNames([str(tmp_path / "series" / f"s{i:03d}.dcm") for i in range(5)])
-    writer.Update()
+    for ds in volume_to_series(arr, affine, "plain"):
+        ds.save_as(tmp_path / "series" / f"{ds.SOPInstanceUID}.dcm", write_like_original=False)
     out = load_volume(tmp_path / "series")
     assert tuple(out.shape) == (1, 20, 24, 5) and out.meta["source_format"] == "dicom"
-    assert np.array_equal(np.sort(np.unique(out.numpy())), np.sort(np.unique(arr)).astype(np.float32))
+    np.testing.assert_array_equal(out.numpy()[0], arr)
+    np.testing.assert_allclose(out.affine.numpy(), affine, atol=1e-4)
+    assert out.meta["volume"] == "all 5 images"

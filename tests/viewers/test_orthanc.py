@@ -269,7 +269,7 @@ def test_a_multi_echo_series_is_served_as_its_first_echo_and_a_broken_one_does_n
         orthanc, pacs_server, tmp_path):
     """Runs last: adds a 2-echo magnitude/phase series and one without slice positions."""
     from lib.data.dicom.export import volume_to_series
-    from tests.data.dicom.test_dicom_series import multi_echo_series, write
+    from tests.transforms.test_dicom_series import multi_echo_series, write
 
     phantom = generate_phantom("leg", 20_043, n_slices=4, spacing=(1.2, 1.2, 6.0), shape=(160, 128))
     mixed = multi_echo_series(phantom.image, phantom.affine)

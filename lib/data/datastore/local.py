@@ -18,13 +18,25 @@ folder), a stored file's type must be one the datastore lists (an upload named `
 otherwise replace ``datastore_v2.json``), and an uploaded image must load (``load_volume``:
 header limits, corrupt data) before it is stored. Writes are atomic and durable
 (``lib.data.datastore.safe``); everything else behaves as MONAI Label's ``LocalDatastore``.
+
+DICOM series in a studies folder: each subfolder holding the DICOM files of one series is an
+image whose id is the folder's name. It is read by the same series and echo rule as a PACS
+series (``lib.transforms.dicom_series``: of a multi-echo or magnitude/phase series, the first
+echo's magnitude) and served, like the PACS path serves a series, as a NIfTI volume made once
+and kept in ``<studies>/.dicom_volumes/`` (made again when the folder's files change). Viewers
+download that volume, labels are saved and checked on its grid, and the image's info says
+which images were used (``"volume": "echo 1 magnitude: 32 of 256 images (...)"``). A folder
+holding several series, or a series without slice geometry, is reported once in the log (the
+series listed) and not served, as an unreadable file is.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 import os
+import threading
 
 import nibabel as nib
 import numpy as np
@@ -32,11 +44,45 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 
 from lib.annotations import LabelCheck, check_label, shapes_match
 from lib.data.datastore.safe import SafeLocalDatastore
+from lib.data.io import save_nifti
 from lib.errors import NotFoundError, UserError
+from lib.files import write_json_atomic
 from lib.identifiers import check_identifier
+from lib.transforms.dicom_series import select_volume
 from lib.transforms.loading import NIBABEL_SUFFIXES, check_shape, load_volume
 
 logger = logging.getLogger(__name__)
+DICOM_VOLUMES = ".dicom_volumes"  # in the studies folder: each DICOM series folder as one NIfTI volume
+INT16_EXACT = 32000  # whole pixel values up to this are stored exactly as int16 (lib.data.io)
+
+
+def is_dicom_folder(path: str) -> bool:
+    """Whether a folder holds DICOM files: one of its first 8 files has the Part 10 ``DICM`` mark."""
+    try:
+        names = sorted(os.listdir(path))
+    except OSError:
+        return False
+    seen = 0
+    for name in names:
+        file = os.path.join(path, name)
+        if not os.path.isfile(file):
+            continue
+        try:
+            with open(file, "rb") as f:
+                if f.read(132)[128:132] == b"DICM":
+                    return True
+        except OSError:
+            pass
+        seen += 1
+        if seen >= 8:
+            break
+    return False
+
+
+def _folder_stamp(path: str) -> list:
+    """What changes when files are added to, removed from or renamed in a folder."""
+    st = os.stat(path)
+    return [st.st_mtime_ns, len(os.listdir(path))]
 
 
 def is_readable_image(path: str) -> tuple[bool, str]:
@@ -125,11 +171,21 @@ class MuscleDatastore(SafeLocalDatastore):
 
     def __init__(self, *args, **kwargs):
         self._checked: dict[tuple[str, float], bool] = {}
+        self._dicom_lock = threading.Lock()
         super().__init__(*args, **kwargs)
 
     def _list_files(self, path, patterns):
         files = super()._list_files(path, patterns)
+        if os.path.realpath(path) == os.path.realpath(self._datastore.image_path()):
+            files.update({name: name for name in self._dicom_folders(path)})
         return {name: f for name, f in files.items() if self._readable(os.path.join(path, f))}
+
+    def _dicom_folders(self, path: str) -> list[str]:
+        """Subfolders of the studies folder that hold DICOM files (not hidden, not ``labels``)."""
+        labels = os.path.realpath(self._datastore.label_path(None))
+        return sorted(entry.name for entry in os.scandir(path)
+                      if entry.is_dir() and not entry.name.startswith(".")
+                      and os.path.realpath(entry.path) != labels and is_dicom_folder(entry.path))
 
     def _readable(self, path: str) -> bool:
         try:
@@ -137,11 +193,73 @@ class MuscleDatastore(SafeLocalDatastore):
         except OSError:
             return False
         if key not in self._checked:
-            ok, why = is_readable_image(path)
-            if not ok:
-                logger.warning(f"Skipping unreadable study file {path}: {why}")
+            if os.path.isdir(path):
+                ok, why = self._usable_series(path)
+                if not ok:
+                    logger.warning(f"Skipping DICOM folder {path}: {why}")
+            else:
+                ok, why = is_readable_image(path)
+                if not ok:
+                    logger.warning(f"Skipping unreadable study file {path}: {why}")
             self._checked[key] = ok
         return self._checked[key]
+
+    @staticmethod
+    def _usable_series(path: str) -> tuple[bool, str]:
+        """Whether a DICOM folder makes one volume by the series rule (headers only)."""
+        try:
+            select_volume(path, os.path.basename(path))
+            return True, ""
+        except UserError as exc:
+            return False, str(exc)
+
+    def _to_id(self, file: str):
+        """A DICOM series folder's id is its whole name (``1.2.840...`` has no extension)."""
+        if os.path.isdir(os.path.join(self._datastore.image_path(), file)):
+            return file, ""
+        return super()._to_id(file)
+
+    def dicom_volume(self, image_id: str, folder: str) -> tuple[str, str]:
+        """(path of the NIfTI volume served for a DICOM folder, which images it holds): made by
+        ``load_volume`` (the series rule) the first time and whenever the folder's files change."""
+        studies = os.path.realpath(self._datastore.image_path())
+        volume_path = os.path.join(studies, DICOM_VOLUMES, f"{image_id}.nii.gz")
+        note_path = volume_path[: -len(".nii.gz")] + ".json"
+        with self._dicom_lock:
+            stamp = _folder_stamp(folder)
+            try:
+                with open(note_path) as f:
+                    note = json.load(f)
+                if note.get("stamp") == stamp and os.path.isfile(volume_path):
+                    return volume_path, note["volume"]
+            except (OSError, ValueError, KeyError):
+                pass
+            volume = load_volume(folder)
+            array = volume.numpy()[0]
+            exact = bool(np.all(array == np.round(array))) and float(np.abs(array).max(initial=0)) <= INT16_EXACT
+            save_nifti(volume_path, array, np.asarray(volume.affine, dtype=np.float64),
+                       dtype=None if exact else np.float32)
+            description = volume.meta.get("volume", "")
+            write_json_atomic(note_path, {"stamp": stamp, "volume": description, "folder": folder})
+            logger.info(f"DICOM folder {image_id}: using {description} -> {volume_path}")
+            return volume_path, description
+
+    def get_image_uri(self, image_id: str) -> str:
+        """The image file; for a DICOM series folder, its NIfTI volume (module doc)."""
+        uri = super().get_image_uri(image_id)
+        if uri and os.path.isdir(uri):
+            return self.dicom_volume(image_id, uri)[0]
+        return uri
+
+    def get_image_info(self, image_id: str) -> dict:
+        """MONAI Label's image info; for a DICOM series folder also ``volume`` (which images of
+        the series were used) and ``dicom_folder``, with ``path`` and ``name`` of the volume served."""
+        info = super().get_image_info(image_id)
+        folder = info.get("path")
+        if folder and os.path.isdir(folder):
+            path, description = self.dicom_volume(image_id, folder)
+            info.update(path=path, name=os.path.basename(path), volume=description, dicom_folder=folder)
+        return info
 
     def _served_ext(self, filename: str, what: str) -> str:
         """The file's datastore extension; ``UserError`` when the datastore would not list it."""

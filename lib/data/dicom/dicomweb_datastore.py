@@ -13,7 +13,7 @@ dictionary), laterality as a type modifier.
 
 Infer results asked for as DICOM SEG (``output=dicom_seg``) get the same segment names
 (``muscle_result_seg``). A series that mixes echoes or magnitude/phase images is served as its first echo's
-magnitude (``get_image_uri``; ``lib/data/dicom/series.py``).
+magnitude (``get_image_uri``; ``lib/transforms/dicom_series.py``).
 
 ``dicomweb_datastore(url)`` builds it from MONAI Label's settings as ``MONAILabelApp`` does,
 but fails with a clear message instead of downloading dcmqi when ``itkimage2segimage`` is
@@ -38,7 +38,7 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 
 from lib.annotations import check_label
 from lib.data.datastore.local import read_grid, read_label
-from lib.data.dicom.series import select_volume
+from lib.transforms.dicom_series import select_volume
 from lib.data.io import save_nifti
 from lib.errors import NotFoundError, UserError
 from lib.labels import SIDE_OFFSET, all_labels
@@ -93,9 +93,10 @@ class MuscleDicomWebDatastore(DICOMWebDatastore):
 
     def get_image_uri(self, image_id: str) -> str:
         """The series as one NIfTI volume: of a multi-echo / multi-type series only the first
-        echo's magnitude images (``lib.data.dicom.series``), the others moved out of the cached
-        series folder (MONAI Label's converter and the SEG writer read the whole folder); which
-        images were used goes to the log and to the image's info (``volume``)."""
+        echo's magnitude images (``lib.transforms.dicom_series``, the rule DICOM folders are read
+        with too), the others moved out of the cached series folder (MONAI Label's converter and
+        the SEG writer read the whole folder); which images were used goes to the log and to the
+        image's info (``volume``)."""
         image_dir = os.path.realpath(os.path.join(self._datastore.image_path(), image_id))
         converted = os.path.join(self._datastore.image_path(), f"{image_id}.nii.gz")
         if not self._convert_to_nifti or os.path.exists(converted):

@@ -11,6 +11,13 @@ The image type comes from ImageType (``M``/``MAGNITUDE``, ``P``/``PHASE``, ``R``
 magnitude, 1 phase, 2 real, 3 imaginary), else magnitude is assumed. The echo is
 EchoNumbers, else the rank of EchoTime. A series whose kept images lack position,
 orientation or pixel spacing, or still repeat a position, raises ``UserError`` naming it.
+
+One rule for every way a series arrives: a PACS series (``lib.data.dicom.dicomweb_datastore``),
+a DICOM folder given to ``main.py infer`` and a DICOM folder in a local studies folder (both
+through ``lib.transforms.loading``). A folder holding several series (several
+SeriesInstanceUIDs: a whole study exported into one folder) is refused with a one-line error
+listing them (number, description, image count, UID): which one to segment is the user's
+choice, not a guess (a localiser, a T1 and two Dixon series all look like volumes).
 """
 
 from __future__ import annotations
@@ -61,8 +68,35 @@ class Selection:
     description: str
 
 
-def select_volume(folder, series: str = "") -> Selection:
-    """Choose the first echo's magnitude images of the DICOM files in ``folder`` (module doc)."""
+def check_one_series(headers: list[tuple[Path, pydicom.Dataset]], name: str) -> None:
+    """``UserError`` listing the series when the files belong to more than one (module doc)."""
+    groups: dict[str, list[pydicom.Dataset]] = {}
+    for _, ds in headers:
+        groups.setdefault(str(ds.get("SeriesInstanceUID", "") or "(no SeriesInstanceUID)"), []).append(ds)
+    if len(groups) < 2:
+        return
+
+    def number(item):  # by series number, then description, then UID
+        first = item[1][0]
+        try:
+            return int(first.get("SeriesNumber")), str(first.get("SeriesDescription", "")), item[0]
+        except (TypeError, ValueError):
+            return 10**9, str(first.get("SeriesDescription", "")), item[0]
+
+    listed = []
+    for uid, datasets in sorted(groups.items(), key=number):
+        first = datasets[0]
+        label = f"#{first.get('SeriesNumber')} " if first.get("SeriesNumber") not in (None, "") else ""
+        label += repr(str(first.get("SeriesDescription") or "(no description)"))
+        listed.append(f"{label} ({len(datasets)} images, {uid})")
+    shown = "; ".join(listed[:12]) + (f"; and {len(listed) - 12} more" if len(listed) > 12 else "")
+    raise UserError(f"series {name}: the folder holds {len(groups)} DICOM series, not one: {shown}. "
+                    "Put the series to segment in a folder of its own")
+
+
+def select_volume(folder, series: str = "", echo: int = 0) -> Selection:
+    """Choose the first echo's magnitude images of the DICOM files in ``folder`` (module doc);
+    ``echo`` (0-based) picks a later echo's magnitude instead."""
     headers = []
     for path in sorted(Path(folder).iterdir()):
         if path.is_file():
@@ -72,14 +106,18 @@ def select_volume(folder, series: str = "") -> Selection:
                 continue
     name = series or Path(folder).name
     if not headers:
-        raise UserError(f"series {name}: no DICOM images")
+        raise UserError(f"series {name}: no readable DICOM images in the folder")
+    check_one_series(headers, name)
     groups: dict[tuple[float, str], list] = {}
     for path, ds in headers:
         groups.setdefault((echo_number(ds), image_kind(ds)), []).append((path, ds))
     magnitude = sorted(key for key in groups if key[1] == "magnitude")
     if not magnitude:
         raise UserError(f"series {name}: no magnitude images (only {', '.join(sorted({k[1] for k in groups}))})")
-    key = magnitude[0]
+    if not 0 <= echo < len(magnitude):
+        raise UserError(f"series {name}: echo {echo} requested but the series has {len(magnitude)} "
+                        "magnitude echo(es) (0-based)")
+    key = magnitude[echo]
     chosen = groups[key]
     missing = [tag for tag in GEOMETRY if any(tag not in ds for _, ds in chosen)]
     if missing:
@@ -89,12 +127,13 @@ def select_volume(folder, series: str = "") -> Selection:
         raise UserError(f"series {name}: several images at one slice position that neither echo nor image "
                         "type tells apart (mixed series?)")
     kept = [path for path, _ in chosen]
-    dropped = [path for path, _ in headers if path not in set(kept)]
+    kept_set = set(kept)
+    dropped = [path for path, _ in headers if path not in kept_set]
     if not dropped:
         return Selection(kept, [], f"all {len(kept)} images")
     echoes = sorted({k[0] for k in groups})
-    echo = chosen[0][1].get("EchoNumbers") or f"TE {chosen[0][1].get('EchoTime', '?')} ms"
+    which = chosen[0][1].get("EchoNumbers") or f"TE {chosen[0][1].get('EchoTime', '?')} ms"
     kinds = ", ".join(sorted({k[1] for k in groups}))
-    description = (f"echo {echo} magnitude: {len(kept)} of {len(headers)} images (series holds "
+    description = (f"echo {which} magnitude: {len(kept)} of {len(headers)} images (series holds "
                    f"{len(echoes)} echo(es) of {kinds})")
     return Selection(kept, dropped, description)
