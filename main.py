@@ -31,13 +31,15 @@ COMMANDS = {
     "generate": "generate synthetic thigh/leg phantom studies",
     "networks": "print parameters, GFLOP and receptive fields of the networks",
     "pretrain": "train the default weights on phantoms and the real slice",
-    "infer": "segment a NIfTI file or DICOM folder without a server",
+    "infer": "segment a NIfTI file or DICOM folder without a server; or a folder, list or PACS query of many",
+    "merge-cohort": "join the tables of an `infer` run cut into parts (--part-id/--num-parts)",
     "models": "list published model versions, or roll one back",
     "evaluate": "Dice, surface distances and classifier accuracy on a labelled datastore",
     "bench": "run the speed benchmarks",
     "upload": "send NIfTI studies (as MR DICOM) or DICOM folders to a DICOMweb PACS",
 }
-MODULES = {"bench": "bench.command"}  # the product in lib/ does not depend on its benchmarks
+MODULES = {"bench": "bench.command",  # the product in lib/ does not depend on its benchmarks
+           "merge-cohort": "lib.commands.merge_cohort"}
 
 
 def build_parser(command: str | None) -> argparse.ArgumentParser:

@@ -23,6 +23,7 @@ ROOMS = (
     ("tasks", ("lib.tasks",)),
     ("server", ("lib.server",)),
     ("training", ("lib.training",)),
+    ("cohort", ("lib.cohort",)),
     ("evaluation", ("lib.evaluation",)),
     ("inference", ("lib.inference",)),
     ("models", ("lib.models",)),

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+from lib.commands import cohort
 from lib.errors import UserError
 from lib.models.catalog import CLASSIFIER, SEGMENTERS
 
@@ -27,6 +28,7 @@ def add_arguments(parser):
     parser.add_argument("--csv", help="write the per-muscle measurements as CSV here")
     parser.add_argument("--json", help="write the whole result JSON here")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    cohort.add_arguments(parser)  # IMAGE may also be a folder of studies, a list file or a DICOMweb URL
 
 
 def default_out(image: Path) -> Path:
@@ -35,6 +37,8 @@ def default_out(image: Path) -> Path:
 
 
 def run(args) -> int:
+    if cohort.is_cohort(args):
+        return cohort.run(args)
     from lib.configs import CONFIGS
     from lib.inference.measurements import measurements_csv
     from lib.paths import APP_MODEL_DIR
@@ -60,8 +64,6 @@ def run(args) -> int:
         print(f"measurements: {args.csv}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
-    if result.get("volume"):  # a DICOM folder: which of its images were read (lib/transforms/dicom_series.py)
-        print(f"volume: {result['volume']}")
     summary = result.get("classification", result)
     if "region" in summary:
         print(f"region: {summary['region']} {summary.get('slice_counts', '')}")
