@@ -8,6 +8,10 @@ cut into ``n`` equal stretches along the limb and the most uncertain slice of ea
 (``pick_stratified``): muscle shapes change from hip to knee, and the top-``n`` slices by
 uncertainty alone bunch at the atypical ends, which made fine-tuning on them *worse* than on
 random slices. The image whose picks score best wins; no two picks are adjacent.
+
+Without scores, no network: ``tissue_scores`` stands in for an image no model has scored yet
+(its largest cross-sections), ``draw_foreground`` draws slices in proportion to their tissue
+area (the foreground-aware random baseline).
 """
 
 from __future__ import annotations
@@ -85,3 +89,29 @@ def rank_slices(scores: list[dict], done: set[int], region: str | None = None) -
         value = s["score"] * s.get("typicality", 1.0) ** TYPICALITY_POWER
         ranked.append((value * damping * min(1.0, distance / SPREAD), s["slice"]))
     return sorted(ranked, reverse=True)
+
+
+def tissue_scores(fractions: list[float], min_fraction: float) -> list[dict]:
+    """Stand-in slice scores for an image no model has scored yet: each slice's share of tissue.
+
+    Ranked like real scores (``choose_image``), they give the largest cross-section of each
+    stretch of the limb; ``region`` is unknown (no classifier ran), so a request for one region
+    never gets such an image.
+    """
+    return [{"slice": k, "score": round(float(f), 5), "region": None, "empty": bool(f < min_fraction)}
+            for k, f in enumerate(fractions)]
+
+
+def draw_foreground(fractions: list[float], done: set[int], n: int, rng, min_fraction: float) -> list[int]:
+    """Up to ``n`` slices drawn at random in proportion to their tissue (foreground) area, as if
+    each were picked by a random foreground voxel (nnActive's foreground-aware random, at slice
+    level): never an empty or annotated slice, no two adjacent. In the order drawn."""
+    candidates = {k: float(f) for k, f in enumerate(fractions) if f >= min_fraction and k not in done}
+    chosen: list[int] = []
+    while candidates and len(chosen) < n:
+        keys = list(candidates)
+        k = rng.choices(keys, weights=[candidates[j] for j in keys])[0]
+        chosen.append(k)
+        for j in (k - 1, k, k + 1):
+            candidates.pop(j, None)
+    return chosen

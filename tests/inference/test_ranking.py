@@ -1,6 +1,10 @@
 """Which slices to correct next: stratified, spread, damped picks from per-slice scores."""
 
-from lib.inference.ranking import choose_image, pick_spread, pick_stratified, rank_slices
+import random
+from collections import Counter
+
+from lib.inference.ranking import (choose_image, draw_foreground, pick_spread, pick_stratified, rank_slices,
+                                   tissue_scores)
 
 
 def test_pick_spread_takes_the_best_slices_never_adjacent():
@@ -45,3 +49,23 @@ def test_a_typical_slice_beats_a_slightly_more_uncertain_outlier_when_scores_car
               {"slice": 5, "score": 0.4, "region": "thigh", "empty": False, "typicality": 1.0}]
     assert rank_slices(scores, set())[0][1] == 5
     assert rank_slices([{k: v for k, v in s.items() if k != "typicality"} for s in scores], set())[0][1] == 0
+
+
+def test_foreground_draws_follow_tissue_area_and_skip_empty_annotated_and_adjacent_slices():
+    fractions = [0.0, 0.005, 0.3, 0.3, 0.6, 0.6, 0.05, 0.0]  # slices 0, 1, 7: (almost) no tissue
+    rng = random.Random(0)
+    draws = [draw_foreground(fractions, {5}, 3, rng, 0.01) for _ in range(400)]
+    assert all(set(d) <= {2, 3, 4, 6} and all(abs(a - b) > 1 for a in d for b in d if a != b) for d in draws)
+    assert {len(d) for d in draws} == {2, 3}  # [2, 4, 6] fits; after 3, only 6 is left
+    first = Counter(d[0] for d in draws)
+    assert first[4] > first[2] > first[6]  # twice the tissue, about twice as often; a sliver rarely
+    assert draw_foreground([0.0, 0.0], set(), 2, rng, 0.01) == []
+
+
+def test_an_unscored_image_offers_its_largest_cross_sections_spread_along_the_limb_and_no_region():
+    fractions = [0.0, 0.2, 0.5, 0.4, 0.3, 0.6, 0.2, 0.1, 0.0]
+    scores = tissue_scores(fractions, 0.01)
+    assert [s["empty"] for s in scores] == [True] + [False] * 7 + [True]
+    key, picks, _ = choose_image([("unscored", scores, set())], 2)
+    assert key == "unscored" and sorted(picks) == [2, 5]  # the largest of each half
+    assert choose_image([("unscored", scores, set())], 2, region="thigh") is None
