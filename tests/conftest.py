@@ -97,6 +97,17 @@ class Server:
             assert time.time() < deadline
             time.sleep(1)
 
+    def wait_scoring_idle(self, timeout: float = 600) -> None:
+        """Until no scoring task waits or runs (the server queues slice scoring by itself at
+        start-up, after saves and after a publish)."""
+        deadline = time.time() + timeout
+        while True:
+            r = requests.get(f"{self.url}/scoring/", params={"all": True}, timeout=30)
+            if r.status_code == 404 or all(t["status"] not in ("SUBMITTED", "RUNNING") for t in r.json()):
+                return
+            assert time.time() < deadline, f"scoring still busy after {timeout} s"
+            time.sleep(1)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]
 

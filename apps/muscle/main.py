@@ -28,6 +28,7 @@ from lib.configs import CONFIGS  # noqa: E402
 from lib.data.datastore.local import MuscleDatastore  # noqa: E402
 from lib.data.dicom.dicomweb_datastore import dicomweb_datastore  # noqa: E402
 from lib.errors import UserError  # noqa: E402
+from lib.options import parse_bool  # noqa: E402
 from lib.server.auth import install_auth_fix  # noqa: E402
 from lib.server.batch_routes import install_batch_infer_check  # noqa: E402
 from lib.server.errors import install_error_handlers  # noqa: E402
@@ -37,7 +38,8 @@ from lib.server.names import check_infer_image  # noqa: E402
 from lib.server.threads import move_heavy_routes_off_the_loop  # noqa: E402
 from lib.settings import apply_server_defaults  # noqa: E402
 from lib.tasks.batch_infer import MuscleBatchInferTask, check_batch_request  # noqa: E402
-from lib.tasks.strategy_slices import RandomSlices  # noqa: E402
+from lib.tasks.background import queue_scoring, set_auto_scoring  # noqa: E402
+from lib.tasks.strategy_slices import SCORING_METHOD, ForegroundRandomSlices, RandomSlices  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,8 @@ class MuscleApp(MONAILabelApp):
         move_heavy_routes_off_the_loop()  # inference and next-sample must not stall other clients
         # bad ids, unknown names, malformed params JSON and oversized uploads: 4xx before any task
         self.max_upload_mb = install_request_guard(conf)
+        # slice scores are computed in the background only: at start-up, after saves, after a publish
+        set_auto_scoring(parse_bool((conf or {}).get("auto_score_slices", True), "auto_score_slices"))
         install_auth_fix()  # MONAI Label's bearer-token check, usable with PyJWT 2
         install_batch_infer_check(self.check_batch_request)  # 4xx before a batch starts; off the event loop
         super().__init__(
@@ -88,12 +92,42 @@ class MuscleApp(MONAILabelApp):
     def init_datastore(self):
         if self.studies.startswith(("http://", "https://")) and settings.MONAI_LABEL_DATASTORE.lower() != "dsa":
             return dicomweb_datastore(self.studies)  # checked labels, muscle-named DICOM SEG
-        return MuscleDatastore(
+        datastore = MuscleDatastore(
             self.studies,
             extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
             auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
             read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
         )
+        add_image = datastore.add_image
+
+        def add_image_and_queue_scoring(image_id, image_filename, image_info):
+            image_id = add_image(image_id, image_filename, image_info)
+            self.queue_slice_scoring(f"image {image_id} uploaded")  # PUT /datastore/image
+            return image_id
+
+        datastore.add_image = add_image_and_queue_scoring
+        return datastore
+
+    def on_init_complete(self):
+        super().on_init_complete()
+        for trainer in self._trainers.values():  # a round killed with the last server says RUNNING no more
+            getattr(trainer, "mark_interrupted", lambda: False)()
+        self.queue_slice_scoring("start-up")
+
+    def on_save_label(self, image_id, label_id):
+        super().on_save_label(image_id, label_id)
+        self.queue_slice_scoring(f"label of {image_id} saved")
+
+    def queue_slice_scoring(self, why: str) -> bool:
+        """Queue the background slice scoring when an image lacks the live model's scores (never waits)."""
+        method = self._scoring_methods.get(SCORING_METHOD)
+        try:
+            if method is None or not method.pending(self.datastore()):
+                return False
+            return queue_scoring(SCORING_METHOD, why)
+        except Exception as e:  # best effort: a save or the start must not fail for it
+            logger.warning(f"slice scoring not queued ({why}): {e}")
+            return False
 
     def init_infers(self):
         infers = {}
@@ -112,8 +146,8 @@ class MuscleApp(MONAILabelApp):
         return trainers
 
     def init_strategies(self):
-        # slice-level random (the baseline) and MONAI Label's image-level first
-        strategies = {"random": RandomSlices(), "first": First()}
+        # slice-level random and foreground-aware random (the baselines), MONAI Label's image-level first
+        strategies = {"random": RandomSlices(), "foreground_random": ForegroundRandomSlices(), "first": First()}
         for config in self.configs.values():
             strategies.update(config.strategy() or {})
         return strategies

@@ -1,14 +1,18 @@
 """Run the heavy MONAI Label routes off the event loop.
 
 MONAI Label 0.8.5 declares ``POST /infer/{model}`` and ``POST /activelearning/{strategy}`` as
-``async def`` but does all their work synchronously, so while one annotator's inference or a
-scoring ``uncertain_slices`` request runs, the whole server answers nobody: measured here with
-8 clients, a label read waited 45 s (p95) behind one ``next_sample``. These routes are rebuilt
-with the same path, parameters and dependencies; their body runs in one dedicated worker
-thread, one heavy request at a time (2 cores: two networks at once would only slow each other),
-while info, datastore, label saves and training status stay answered on the event loop. Always
-the same thread: torch's per-thread state (OpenMP team, caches) stays warm; spread over a thread
-pool, inference of a 432x432x52 volume took 4.2 s instead of 3.0 s.
+``async def`` but does all their work synchronously, so while one annotator's inference ran,
+the whole server answered nobody: measured here with 8 clients, a label read waited 45 s (p95)
+behind one ``next_sample``. These routes are rebuilt with the same path, parameters and
+dependencies; their body runs in a worker thread, while info, datastore, label saves and
+training status stay answered on the event loop.
+
+Inference runs in one dedicated thread, one request at a time (2 cores: two networks at once
+would only slow each other). Always the same thread: torch's per-thread state (OpenMP team,
+caches) stays warm; spread over a thread pool, inference of a 432x432x52 volume took 4.2 s
+instead of 3.0 s. Next sample runs no network (it reads cached scores, ``lib.tasks``), so it
+has threads of its own and never queues behind inferences: with 8 clients, each inference
+in the queue used to add its seconds to a ``next_sample`` that itself needs a few hundredths.
 """
 
 from __future__ import annotations
@@ -20,16 +24,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 logger = logging.getLogger(__name__)
 
-HEAVY_ROUTES = {("POST", "/infer/{model}"), ("POST", "/activelearning/{strategy}")}
-_heavy = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heavy")  # one request at a time, one thread
+_heavy = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heavy")  # one inference at a time, one thread
+_next_sample = ThreadPoolExecutor(max_workers=2, thread_name_prefix="next-sample")  # no network: cheap
+HEAVY_ROUTES = {("POST", "/infer/{model}"): _heavy, ("POST", "/activelearning/{strategy}"): _next_sample}
 
 
-def _in_worker(endpoint):
+def _in_worker(endpoint, executor: ThreadPoolExecutor):
     """``endpoint`` (an ``async def`` that never awaits) run to completion in a worker thread."""
 
     @functools.wraps(endpoint)  # FastAPI reads the original signature through __wrapped__
     async def wrapper(*args, **kwargs):
-        return await asyncio.get_running_loop().run_in_executor(_heavy, asyncio.run, endpoint(*args, **kwargs))
+        return await asyncio.get_running_loop().run_in_executor(executor, asyncio.run, endpoint(*args, **kwargs))
 
     return wrapper
 
@@ -46,10 +51,12 @@ def _replace_in(router) -> int:
             continue
         if not isinstance(route, APIRoute) or getattr(route.endpoint, "__wrapped__", None):
             continue
-        if not any((m, route.path_format) in HEAVY_ROUTES or (m, route.path) in HEAVY_ROUTES for m in route.methods):
+        executor = next((HEAVY_ROUTES[key] for m in route.methods for key in ((m, route.path_format), (m, route.path))
+                         if key in HEAVY_ROUTES), None)
+        if executor is None:
             continue
         router.routes[index] = APIRoute(
-            route.path, _in_worker(route.endpoint), methods=list(route.methods), name=route.name,
+            route.path, _in_worker(route.endpoint, executor), methods=list(route.methods), name=route.name,
             summary=route.summary, tags=route.tags, dependencies=route.dependencies,
             response_model=route.response_model, response_class=route.response_class,
             responses=route.responses, include_in_schema=route.include_in_schema,

@@ -1,12 +1,22 @@
 """Slice-level active learning: which image, and which slice(s) of it, to correct next.
 
-``uncertain_slices`` asks the engine for the live model's per-slice uncertainty of every image
-(cached in the datastore, ``lib.tasks.scoring_slices``) and for the image and slices it ranks
-first (``lib.inference.ranking``: spread along the limb, damped near annotated slices, never
-adjacent). ``random`` is the slice-level baseline: a random image, random non-adjacent
-slices. Both answer MONAI Label's fields (``id``; the app adds ``path``) plus ``slice``,
-``slices``, ``score``, ``region``, and record the suggestion in the image's info
-(``suggested_slices``) for viewers.
+No strategy runs a network inside the request; each answers from what is cached in the
+datastore, so *Next Sample* never waits for scoring.
+
+- ``uncertain_slices`` ranks the images by the live model's per-slice uncertainty, computed
+  beforehand by the background scoring task (``lib.tasks.scoring_slices``), and asks the engine
+  for the image and slices it ranks first (``lib.inference.ranking``: spread along the limb,
+  damped near annotated slices, never adjacent). Images scored by the live model come first
+  (``"scored": true``); then images scored by an earlier model (``"scored": false, "stale":
+  true``: a publish made their scores old, the background run is on it); then images no model
+  has scored (``"scored": false``, their largest cross-sections spread along the limb, no
+  region). Finding images of the last two kinds queues the background scoring.
+- ``random``: a random image, random unannotated slices through the limb (each equally likely).
+- ``foreground_random``: a random image, slices drawn in proportion to their tissue
+  (foreground) area, nnActive's foreground-aware random baseline (``draw_foreground``).
+
+All answer MONAI Label's fields (``id``; the app adds ``path``) plus ``slice``, ``slices``,
+``strategy`` and record the suggestion in the image's info (``suggested_slices``) for viewers.
 """
 
 from __future__ import annotations
@@ -19,15 +29,16 @@ from monailabel.interfaces.tasks.strategy import Strategy
 
 from lib.annotations import annotated_slices
 from lib.errors import UserError
-from lib.inference.ranking import choose_image, pick_spread
-from lib.inference.uncertainty import MIN_BODY_FRACTION, body_fractions
+from lib.inference.ranking import choose_image, draw_foreground, pick_spread, tissue_scores
+from lib.inference.uncertainty import MIN_BODY_FRACTION
 from lib.labels import REGIONS
-from lib.models.store import live_weights
-from lib.tasks.scoring_slices import image_scores
+from lib.tasks.background import queue_scoring
+from lib.tasks.scoring_slices import live_version, score_state, tissue_fractions
 from lib.transforms.geometry import axial_axis
 from lib.transforms.loading import load_volume
 
 MAX_N = 20
+SCORING_METHOD = "slice_uncertainty"
 KNOWN_PARAMS = {"n", "region", "strategy", "client_id", "label_tag", "labels", "model", "device", "result_extension",
                 "result_dtype", "result_compress"}
 
@@ -61,8 +72,9 @@ def annotated(datastore, image_id: str) -> set[int]:
 
 
 def _answer(datastore, image_id: str, slices: list[int], strategy: str, **extra) -> dict:
-    datastore.update_image_info(image_id, {"suggested_slices": {"slices": slices, "strategy": strategy,
-                                                                "ts": int(time.time())}})
+    datastore.update_image_info(image_id, {"suggested_slices": {
+        "slices": slices, "strategy": strategy, "ts": int(time.time()),
+        **{k: extra[k] for k in ("scored", "stale") if k in extra}}})
     return {"id": image_id, "name": image_id, "slice": slices[0], "slices": slices, "strategy": strategy, **extra}
 
 
@@ -74,42 +86,92 @@ class UncertainSlices(Strategy):
     """
 
     def __init__(self, paths: dict[str, list[str]]):
-        super().__init__("Slice-level: the live model's most uncertain unannotated slices (MC dropout), "
-                         "spread over the volume and over images; params n, region")
+        super().__init__(
+            "Slice-level: the image and slices the live model is least sure of (Monte-Carlo dropout entropy of the "
+            "segmenter + the classifier's doubt), spread along the limb, never next to annotated slices. Answers from "
+            "scores the background task slice_uncertainty cached per model version; never runs a network in the "
+            "request. Images not scored by the live model come after scored ones, marked scored=false (stale=true: "
+            "ranked by an earlier model's scores; else their largest cross-sections, no region). Params n (1-20), "
+            "region (thigh or leg)")
         self.paths = paths
 
     def __call__(self, request, datastore):
         n, region = parse_params(request)
-        live, version = live_weights(self.paths)  # hashed once per request, not per image
-        scores = {image_id: image_scores(datastore, image_id, live, version) for image_id in datastore.list_images()}
-        best = choose_image(((i, scores[i], annotated(datastore, i)) for i in scores), n, region)
-        if best is None:
-            return {}
-        image_id, slices, value = best
-        by_slice = {s["slice"]: s for s in scores[image_id]}
-        return _answer(datastore, image_id, slices, "uncertain_slices", score=round(value, 5),
-                       region=by_slice[slices[0]]["region"],
-                       scores={str(k): by_slice[k]["score"] for k in slices})
+        _, version = live_version(self.paths)  # hashed only when a weight file changed
+        tiers: dict[str, list] = {"live": [], "stale": [], "none": []}
+        for image_id in datastore.list_images():
+            state, scores = score_state(datastore, image_id, version)
+            tiers[state].append((image_id, scores))
+        waiting = len(tiers["stale"]) + len(tiers["none"])
+        if waiting:  # the background run picks them up; none queued twice (see lib.tasks.background)
+            queue_scoring(SCORING_METHOD, f"{waiting} images not scored by the live model", behind_running=False)
+        for state in ("live", "stale"):
+            scores = dict(tiers[state])
+            best = choose_image(((i, s, annotated(datastore, i)) for i, s in tiers[state]), n, region)
+            if best is not None:
+                image_id, slices, value = best
+                by_slice = {s["slice"]: s for s in scores[image_id]}
+                return _answer(datastore, image_id, slices, "uncertain_slices", score=round(value, 5),
+                               region=by_slice[slices[0]]["region"], scored=state == "live", stale=state == "stale",
+                               scores={str(k): by_slice[k]["score"] for k in slices}, unscored_images=waiting)
+        if region is not None:
+            return {}  # an unscored image has no region yet
+        unscored = sorted((len(annotated(datastore, i)), i) for i, _ in tiers["none"])
+        for _, image_id in unscored:  # the least annotated first
+            done = annotated(datastore, image_id)
+            fractions = tissue_fractions(datastore, image_id)
+            best = choose_image([(image_id, tissue_scores(fractions, MIN_BODY_FRACTION), done)], n)
+            if best is not None:
+                return _answer(datastore, image_id, best[1], "uncertain_slices", score=None, region=None,
+                               scored=False, stale=False, unscored_images=waiting)
+        return {}
 
 
 class RandomSlices(Strategy):
-    """Slice-level random baseline: a random image with unannotated tissue slices, random slices."""
+    """Slice-level random baseline: a random image with unannotated tissue slices, random slices.
 
-    def __init__(self, seed: int | None = None):
-        super().__init__("Slice-level random: a random image and random unannotated, non-empty slices; param n")
+    Args:
+        seed: of the draws (None: a different sequence each start).
+    """
+
+    name = "random"
+
+    def __init__(self, seed: int | None = None, description: str | None = None):
+        super().__init__(description or (
+            "Slice-level random baseline: a random image, then random unannotated slices through the limb (each "
+            "slice with any tissue equally likely, no two adjacent); no model involved. Param n"))
         self.rng = random.Random(seed)
+
+    def pick(self, fractions: list[float], done: set[int], n: int) -> list[int]:
+        free = [k for k, f in enumerate(fractions) if f >= MIN_BODY_FRACTION and k not in done]
+        self.rng.shuffle(free)
+        return pick_spread([(0.0, k) for k in free], n)
 
     def __call__(self, request, datastore):
         n, region = parse_params(request)
         if region is not None:
-            raise UserError("random does not route by region; use uncertain_slices for region")
+            raise UserError(f"{self.name} does not route by region; use uncertain_slices for region")
         images = list(datastore.list_images())
         self.rng.shuffle(images)
         for image_id in images:
-            done = annotated(datastore, image_id)
-            fractions = body_fractions(datastore.get_image_uri(image_id))
-            free = [k for k, f in enumerate(fractions) if f >= MIN_BODY_FRACTION and k not in done]
-            if free:
-                self.rng.shuffle(free)
-                return _answer(datastore, image_id, pick_spread([(0.0, k) for k in free], n), "random")
+            slices = self.pick(tissue_fractions(datastore, image_id), annotated(datastore, image_id), n)
+            if slices:
+                return _answer(datastore, image_id, slices, self.name)
         return {}
+
+
+class ForegroundRandomSlices(RandomSlices):
+    """nnActive's foreground-aware random baseline at slice level: a random image, then slices
+    drawn in proportion to their tissue area (Lüth et al., nnActive, 2025: no active learning
+    method beat it reliably on 3D segmentation)."""
+
+    name = "foreground_random"
+
+    def __init__(self, seed: int | None = None):
+        super().__init__(seed, (
+            "Foreground-aware random (nnActive's baseline): a random image, then unannotated slices drawn in "
+            "proportion to their tissue (foreground) area, as if a random foreground voxel picked each slice; "
+            "never an empty slice, no two adjacent; no model involved. Param n"))
+
+    def pick(self, fractions: list[float], done: set[int], n: int) -> list[int]:
+        return draw_foreground(fractions, done, n, self.rng, MIN_BODY_FRACTION)

@@ -119,7 +119,7 @@ def run_clients_while_training(srv, phantoms, tmp_path, timings, errors, stop, f
                       json={"epochs": 1, "steps_per_epoch": 2}, timeout=60)
     assert r.status_code == 200 and r.json()["status"] in ("SUBMITTED", "RUNNING"), r.text
     r = requests.post(f"{srv.url}/scoring/slice_uncertainty", timeout=60)  # a second background writer
-    assert r.status_code == 200, r.text
+    assert r.status_code == 200 or (r.status_code == 429 and "Already Running" in r.text), r.text  # the uploads queued it
     start = time.perf_counter()
     with ThreadPoolExecutor(CLIENTS) as pool:
         futures = {image_id: pool.submit(client, srv, image_id, phantom, tmp_path, timings, errors)

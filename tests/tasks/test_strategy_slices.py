@@ -39,6 +39,7 @@ def al_server(tmp_path_factory):
     srv = Server(studies, base / "server.log")
     srv.truth = {THIGH: thigh.label, "leg_al": leg.label}
     with srv:
+        srv.wait_scoring_idle()  # the slice scoring the server queued at start-up
         yield srv
 
 
@@ -63,6 +64,13 @@ def save_truth(server, image_id, slices, tmp_path):
     assert r.status_code == 200, r.text
 
 
+def test_images_are_scored_in_the_background_from_start_up(al_server):
+    tasks = requests.get(f"{al_server.url}/scoring/", params={"all": True}, timeout=30).json()
+    assert [t["request"]["method"] for t in tasks] == ["slice_uncertainty"] and tasks[0]["status"] == "DONE"
+    versions = {image_info(al_server, i)["slice_scores"]["model"] for i in al_server.truth}
+    assert len(versions) == 1 and "segmentation_leg" in versions.pop()
+
+
 def test_suggestions_are_spread_tissue_slices_and_never_repeat_once_annotated(al_server, tmp_path):
     annotated = set()
     for _ in range(2):
@@ -70,6 +78,7 @@ def test_suggestions_are_spread_tissue_slices_and_never_repeat_once_annotated(al
         assert r.status_code == 200, r.text
         answer = r.json()
         assert answer["id"] == THIGH and answer["region"] == "thigh" and answer["slice"] == answer["slices"][0]
+        assert answer["scored"] is True and answer["unscored_images"] == 0
         slices = answer["slices"]
         assert 1 <= len(slices) <= 3 and all(abs(a - b) > 1 for a in slices for b in slices if a != b)
         assert not set(slices) & EMPTY_SLICES  # never an empty slice outside the limb
@@ -87,24 +96,42 @@ def test_monai_label_client_gets_id_and_slice(al_server):
     random_answer = MONAILabelClient(al_server.url).next_sample("random", {"n": 2})
     assert random_answer["id"] in al_server.truth and isinstance(random_answer["slice"], int)
     assert not (random_answer["id"] == THIGH and set(random_answer["slices"]) & EMPTY_SLICES)
+    foreground = MONAILabelClient(al_server.url).next_sample("foreground_random", {"n": 2})
+    assert foreground["id"] in al_server.truth and not (foreground["id"] == THIGH and set(foreground["slices"]) & EMPTY_SLICES)
     first = MONAILabelClient(al_server.url).next_sample("first", {})  # MONAI Label's image-level strategy
     assert first["id"] in al_server.truth
 
 
 def test_scores_are_cached_per_model_version_and_refreshed_after_a_publish(al_server):
-    al_server.run_scoring("slice_uncertainty", timeout=300)
     first = image_info(al_server, "leg_al")["slice_scores"]
     assert len(first["slices"]) == 4
-    al_server.run_scoring("slice_uncertainty", timeout=300)
+    task = al_server.run_scoring("slice_uncertainty", timeout=300)
+    assert task["status"] == "DONE"
     assert image_info(al_server, "leg_al")["slice_scores"]["time"] == first["time"]  # cached: same model
 
     model = build_from_checkpoint(SHIPPED_WEIGHTS / "segmentation_leg.pt")  # a "new" published leg model
     with torch.no_grad():
         next(model.parameters()).mul_(0.5)
     save_checkpoint(al_server.model_dir / "segmentation_leg.pt", model, {"name": "segmentation_leg"})
-    next_sample(al_server, n=1, region="leg")  # the strategy notices the new version
+    answer = next_sample(al_server, n=1, region="leg").json()  # at once, from the earlier model's scores
+    assert answer["id"] == "leg_al" and answer["scored"] is False and answer["stale"] is True
+    assert answer["unscored_images"] == 2
+    al_server.wait_scoring_idle(600)  # the strategy queued the background scoring
     refreshed = image_info(al_server, "leg_al")["slice_scores"]
     assert refreshed["model"] != first["model"] and "segmentation_leg" in refreshed["model"]
+    answer = next_sample(al_server, n=1, region="leg").json()
+    assert answer["scored"] is True and answer["unscored_images"] == 0
+
+
+def test_an_uploaded_image_is_scored_in_the_background(al_server, tmp_path):
+    leg = generate_phantom("leg", 20_023, n_slices=3, severity="severe", spacing=(1.037037, 1.037037, 5.0))
+    path = save_nifti(tmp_path / "leg_upload.nii.gz", leg.image, leg.affine)
+    r = requests.put(f"{al_server.url}/datastore/image", params={"image": "leg_upload"},
+                     files={"file": (path.name, path.read_bytes())}, timeout=120)
+    assert r.status_code == 200, r.text
+    al_server.wait_scoring_idle(600)  # queued by the upload: no one asked for it
+    scores = image_info(al_server, "leg_upload")["slice_scores"]
+    assert len(scores["slices"]) == 3 and scores["model"] == image_info(al_server, "leg_al")["slice_scores"]["model"]
 
 
 def test_bad_params_are_refused_with_a_message(al_server):

@@ -96,6 +96,18 @@ def wait_for_training(client: MONAILabelClient, task_id: str, timeout: float, po
     raise TimeoutError(f"training did not end in {timeout} s; last status {polls[-1:]}")
 
 
+def wait_for_scoring(url: str, timeout: float = 600) -> None:
+    """Until the slice scoring the server queued at start-up has run: *Next Sample* never waits
+    for it, and answers an unscored image (no region yet) while it runs."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        r = requests.get(f"{url}/scoring/", params={"all": True}, timeout=30)
+        if r.status_code == 404 or all(t["status"] not in ("SUBMITTED", "RUNNING") for t in r.json()):
+            return
+        time.sleep(1)
+    raise TimeoutError(f"scoring still busy after {timeout} s")
+
+
 def run_sequence(url: str, tmp: Path, train: bool = True, train_params: dict | None = None,
                  train_timeout: float = 900) -> SequenceResult:
     """Info, next sample (``uncertain_slices``), infer ``muscle``, save a Slicer label, train.
@@ -110,6 +122,7 @@ def run_sequence(url: str, tmp: Path, train: bool = True, train_params: dict | N
     client = MONAILabelClient(url, tmpdir=str(tmp), client_id="slicer-test")
     info = client.info()
 
+    wait_for_scoring(url)  # as a clinician who opens Slicer once the server scored its images
     sample = client.next_sample("uncertain_slices", {})
     image = fetch_image(url, sample["id"], tmp)
     array = itk.array_from_image(image)
