@@ -64,6 +64,8 @@ def run(args) -> int:
         print(f"measurements: {args.csv}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
+    if result.get("volume"):  # a DICOM folder: which of its images were read (lib/transforms/dicom_series.py)
+        print(f"volume: {result['volume']}")
     summary = result.get("classification", result)
     if "region" in summary:
         print(f"region: {summary['region']} {summary.get('slice_counts', '')}")
