@@ -5,6 +5,11 @@ serving the live model); ``GET /train/`` shows its last console lines, ``/info``
 ``train_stats`` its progress (epoch, loss, validation score) and outcome, ``DELETE /train/``
 stops it, leaving the live model as it was. A second request while one runs gets MONAI
 Label's 429 answer, or waits in its queue with ``enqueue=true``.
+
+A round whose stats still say ``RUNNING`` while no process holds the model folder's train
+lock was killed (server stopped, ``DELETE /train/``, power cut): at start-up and whenever its
+stats are read, it is marked ``INTERRUPTED``, so ``/info`` tells the truth; the networks it
+had published stay live, the others kept their live model.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from lib.labels import REGIONS
 from lib.models.catalog import CLASSIFIER, segmenter_name
 from lib.models.registry import ModelRegistry
 from lib.models.store import ModelStore
+from lib.tasks.background import in_background_process
 from lib.training.corrections import corrected_images
 from lib.training.distributed import run_parallel, world_size
 from lib.training.incremental import RoundSettings, run_round
@@ -36,14 +42,9 @@ from lib.training.splits import SplitBook
 logger = logging.getLogger(__name__)
 
 
-def _in_background_process() -> bool:
-    main = sys.modules.get("__main__")
-    return getattr(getattr(main, "__spec__", None), "name", "") == "monailabel.interfaces.utils.app"
-
-
 def _refresh_slice_scores() -> None:
     """Ask the server to re-score slices for active learning now that a model changed (best effort)."""
-    if not _in_background_process():
+    if not in_background_process():
         return
     from monailabel.config import settings
 
@@ -78,16 +79,51 @@ class IncrementalTrainTask(TrainTask):
         self.store = store
         self.model_dir = store.model_dir
         self.stats_path = self.model_dir / "stats" / f"{name}.json"
+        self.lock_path = self.model_dir / ".train.lock"  # one round at a time per model folder
 
     def config(self):
         return {**{k: v for k, v in asdict(RoundSettings()).items()}, "multi_gpu": False, "gpus": "all",
                 "cpu_processes": 2}
 
-    def stats(self):
+    def _read_stats(self) -> dict:
         try:
             return json.loads(self.stats_path.read_text())
         except (OSError, ValueError):
             return {}
+
+    def stats(self):
+        stats = self._read_stats()
+        if stats.get("status") == "RUNNING" and self.mark_interrupted():
+            stats = self._read_stats()
+        return stats
+
+    def mark_interrupted(self) -> bool:
+        """Mark a round that says RUNNING but holds no train lock (it was killed) as INTERRUPTED.
+
+        True when it marked one. The lock is held while marking: a round starting meanwhile
+        writes its own stats after it.
+        """
+        if self._read_stats().get("status") != "RUNNING":
+            return False
+        lock = FileLock(str(self.lock_path), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            return False  # a round runs now
+        try:
+            stats = self._read_stats()
+            if stats.get("status") != "RUNNING":
+                return False  # it ended between the two reads
+            done = sorted(stats.get("results") or {})
+            stats.update(status="INTERRUPTED", end_ts=time.time(), reason=(
+                "the round stopped before its end (server stopped or round killed); "
+                + (f"finished networks: {', '.join(done)}; " if done else "")
+                + "every other network kept its live model"))
+            self._write_stats(stats)
+            logger.info(f"{self.name}: a round killed at epoch {stats.get('epoch')} marked INTERRUPTED")
+            return True
+        finally:
+            lock.release()
 
     def _write_stats(self, stats: dict) -> None:
         write_json_atomic(self.stats_path, stats)
@@ -97,7 +133,7 @@ class IncrementalTrainTask(TrainTask):
             return self._train(request, datastore)
         except UserError as e:
             print(f"training refused: {e}", flush=True)
-            if _in_background_process():
+            if in_background_process():
                 sys.exit(2)  # the task ends as ERROR with this one line, no traceback
             raise
 
@@ -107,7 +143,7 @@ class IncrementalTrainTask(TrainTask):
         size = world_size(multi_gpu, request.get("gpus", "all"), int(request.get("cpu_processes", 2)))
         self.model_dir.mkdir(parents=True, exist_ok=True)
         try:
-            lock = FileLock(str(self.model_dir / ".train.lock"), timeout=0)
+            lock = FileLock(str(self.lock_path), timeout=0)
             lock.acquire()
         except Timeout:
             raise UserError("another training round is running on this model folder; try again when it ends") from None

@@ -175,6 +175,10 @@ def test_training_killed_midway_leaves_the_live_model_and_the_server_serving(tra
     assert stopped.status_code == 200 and stopped.json()["status"] == "STOPPED"
     assert live_bytes(srv, "segmentation_thigh") == before
     assert requests.get(f"{srv.url}/info/", timeout=30).status_code == 200
+    deadline = time.time() + 60  # the killed process lets go of the train lock as it exits
+    while stats(srv, "segmentation_thigh")["status"] == "RUNNING" and time.time() < deadline:
+        time.sleep(1)
+    assert stats(srv, "segmentation_thigh")["status"] == "INTERRUPTED"  # not RUNNING until the next round
     assert subject_dice(srv, tmp_path) > 0.5
 
 
@@ -197,3 +201,47 @@ def test_bad_train_options_end_with_one_clear_line(trainer_server):
     assert task["status"] == "ERROR"
     assert any("training refused: train option epochs='many'" in line for line in task["details"]), task["details"]
     assert not any("Traceback" in line for line in task["details"])
+
+
+def killed_round_stats(model_dir, name: str) -> dict:
+    """What a round leaves behind when its process is killed mid-way: stats that say RUNNING."""
+    stats = {"name": name, "status": "RUNNING", "start_ts": time.time() - 60, "epoch": 3, "total_epochs": 10,
+             "images": [], "skipped": [], "results": {"classifier": {"status": "published"}}}
+    (model_dir / "stats").mkdir(parents=True, exist_ok=True)
+    (model_dir / "stats" / f"{name}.json").write_text(json.dumps(stats))
+    return stats
+
+
+def test_a_round_killed_with_the_server_says_interrupted_after_the_restart(tmp_path):
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    leg = generate_phantom("leg", 20_041, n_slices=3, spacing=(1.037037, 1.037037, 5.0), shape=(96, 96))
+    save_nifti(studies / "leg_20041.nii.gz", leg.image, leg.affine)
+    model_dir = tmp_path / "model"
+    killed_round_stats(model_dir, "muscle")
+    (model_dir / "stats" / "segmentation_leg.json").write_text(json.dumps({"status": "DONE", "total_time": 12.0}))
+    with Server(studies, tmp_path / "server.log", model_dir=model_dir,
+                extra_args=["--conf", "auto_score_slices", "false"]) as srv:
+        muscle = stats(srv, "muscle")
+        assert muscle["status"] == "INTERRUPTED" and muscle["epoch"] == 3, muscle
+        assert "finished networks: classifier" in muscle["reason"] and muscle["end_ts"] > muscle["start_ts"]
+        assert stats(srv, "segmentation_leg") == {"status": "DONE", "total_time": 12.0}  # a finished round stays
+    on_disk = json.loads((model_dir / "stats" / "muscle.json").read_text())
+    assert on_disk["status"] == "INTERRUPTED"  # marked at start-up, in the file itself
+
+
+def test_a_round_that_holds_the_train_lock_still_says_running(tmp_path):
+    from filelock import FileLock
+
+    from lib.models.store import ModelStore
+    from lib.tasks.train_incremental import IncrementalTrainTask
+
+    task = IncrementalTrainTask("muscle", None, ModelStore(tmp_path), description="")
+    killed_round_stats(tmp_path, "muscle")
+    running = FileLock(str(task.lock_path), timeout=0)
+    running.acquire()  # another process's round: the same lock, held
+    try:
+        assert task.stats()["status"] == "RUNNING" and not task.mark_interrupted()
+    finally:
+        running.release()
+    assert task.stats()["status"] == "INTERRUPTED" and not task.mark_interrupted()  # marked once
