@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lib.cohort.run import CohortRun, fat_fraction_means, run_studies
+from lib.cohort.run import CohortRun, fat_fraction_means, run_studies, sides
 from lib.cohort.sources import find_studies, pair_dixon
 from lib.data.io import save_nifti
 from lib.data.phantoms.phantom import generate_phantom
 from lib.models.store import ModelStore
+from lib.transforms.postprocess import split_sides
 
 
 def test_fat_fraction_means_per_label():
@@ -17,6 +18,17 @@ def test_fat_fraction_means_per_label():
     water = np.array([[[5.0, 3.0, 1.0, 0.0]]])
     fat = np.array([[[5.0, 1.0, 3.0, 0.0]]])  # label 2: no signal at all, no fraction
     assert fat_fraction_means(label, water, fat) == {1: 0.5}
+
+
+def test_sides_on_the_muscle_box_are_split_sides():
+    for region, seed in (("thigh", 20_710), ("leg", 20_711)):
+        phantom = generate_phantom(region, seed, n_slices=3, spacing=(1.2, 1.2, 5.0), shape=(320, 320))
+        label = phantom.label.copy()
+        label[:, :, 1] = 0  # a slice without muscle
+        flipped = np.diag([-1.0, 1.0, 1.0, 1.0]) @ phantom.affine  # another orientation
+        for affine in (phantom.affine, flipped):
+            assert np.array_equal(sides(label, affine), split_sides(label, affine))
+    assert not sides(np.zeros((4, 4, 2), np.uint8), np.eye(4)).any()
 
 
 @pytest.fixture(scope="module")
