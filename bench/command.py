@@ -26,7 +26,7 @@ from lib.errors import UserError
 ROOT = Path(__file__).resolve().parents[1]
 BENCHES = {"networks": "bench.bench_networks", "infer": "bench.bench_infer", "incremental": "bench.bench_incremental",
            "scoring": "bench.bench_scoring", "concurrency": "bench.bench_concurrency",
-           "active_learning": "bench.bench_active_learning"}
+           "active_learning": "bench.bench_active_learning", "cohort": "bench.bench_cohort"}
 
 
 def add_arguments(parser):

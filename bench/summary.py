@@ -67,6 +67,15 @@ def table_lines() -> list[list]:
                       f"{concurrency['requests']} requests", f"{concurrency['seconds']:.0f} s",
                       f"{concurrency['requests_per_s']} req/s; p50/p95 s: " + ", ".join(
                           f"{k} {v['p50_s']}/{v['p95_s']}" for k, v in lat.items()), "concurrency"])
+    cohort = _load("cohort")
+    if cohort:
+        one, two = cohort["one_process"], cohort["two_shards"]
+        lines.append(["`main.py infer DIR`, compact", "1 process", f"{cohort['volumes']} volumes 432×432×52, end to end",
+                      f"{one['wall_s']:.0f} s", f"{one['volumes_per_min']} volumes/min ({one['loop_volumes_per_min']} "
+                      "in the loop)", "cohort"])
+        lines.append(["`main.py infer DIR`, compact", "2 shards × 1 thread + merge",
+                      f"{cohort['volumes']} volumes 432×432×52, end to end", f"{two['wall_s']:.0f} s",
+                      f"{two['volumes_per_min']} volumes/min", "cohort"])
     al = _load("active_learning")
     if al:
         lines.append(["active-learning benchmark", f"{al['rounds']} rounds of {al['n']} slices", "whole run",
