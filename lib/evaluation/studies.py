@@ -1,6 +1,7 @@
 """The labelled studies of a datastore, with the tags an evaluation groups them by.
 
-A local datastore is MONAI Label's layout: ``<dir>/<id>.nii.gz`` images and
+A local datastore is MONAI Label's layout: ``<dir>/<id>.nii.gz`` images (or ``<dir>/<id>/``
+DICOM series folders, read by the series rule as the datastore serves them) and
 ``<dir>/labels/final/<id>.*`` labels, plus the ``datastore_v2.json`` index MONAI Label keeps
 (the info saved with each label: ``annotated_slices``, a viewer's ``label_info``). A DICOMweb
 URL is read through MONAI Label's own DICOMweb datastore (series and DICOM SEG labels).
@@ -77,10 +78,15 @@ def local_studies(folder, tags_csv=None) -> list[LabelledStudy]:
         raise UserError(f"studies folder not found: {folder}")
     tags = read_tags(tags_csv) if tags_csv else (read_tags(folder / TAGS_FILE) if (folder / TAGS_FILE).is_file() else {})
     labels = {study_id(p): p for p in (folder / "labels" / "final").glob("*") if p.is_file() and not p.name.startswith(".")}
+    from lib.data.datastore.local import is_dicom_folder
+
     index = _index(folder)
+    images = [p for p in folder.iterdir() if p.is_file() and p.name.endswith(IMAGE_SUFFIXES)]
+    images += [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "labels"
+               and is_dicom_folder(str(p))]  # a DICOM series: its id is the folder's name
     studies = []
-    for image in sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(IMAGE_SUFFIXES)):
-        sid = study_id(image)
+    for image in sorted(images):
+        sid = image.name if image.is_dir() else study_id(image)
         if sid not in labels:
             continue
         entry = index.get(sid, {})

@@ -83,3 +83,16 @@ def test_tags_come_from_the_csv_else_from_the_image_info(tmp_path):
     assert set(studies) == {"a", "b"}
     assert (studies["a"].severity, studies["a"].subject) == ("severe", "p7")  # image info
     assert (studies["b"].severity, studies["b"].subject) == ("mild", "b")  # the CSV wins; own subject
+
+
+def test_a_dicom_series_folder_of_a_local_studies_folder_is_a_study(tmp_path):
+    """As the local datastore serves it: the folder's name is the id, its label in labels/final."""
+    from lib.evaluation.studies import local_studies
+    from tests.transforms.test_dicom_series import ge_multi_echo_folder
+
+    ge_multi_echo_folder(tmp_path / "1.2.840.99")
+    (tmp_path / "labels" / "final").mkdir(parents=True)
+    (tmp_path / "labels" / "final" / "1.2.840.99.nii.gz").write_bytes(b"")
+    (tmp_path / "notes").mkdir()  # not DICOM
+    studies = local_studies(tmp_path)
+    assert [(s.id, s.image) for s in studies] == [("1.2.840.99", str(tmp_path / "1.2.840.99"))]
