@@ -50,8 +50,9 @@ def upload_images(srv, tmp_path) -> dict:
     return phantoms
 
 
-def client(srv, image_id, phantom, tmp_path, timings, errors):
-    """One annotator's session; every answer is recorded, every 5xx is an error."""
+def client(srv, image_id, phantom, tmp_path, timings, errors, samples=None):
+    """One annotator's session; every answer is recorded, every 5xx is an error; the next-sample
+    answers go to ``samples`` when given."""
     session = requests.Session()
 
     def timed(kind, method, url, **kwargs):
@@ -76,6 +77,8 @@ def client(srv, image_id, phantom, tmp_path, timings, errors):
         body = {"region": "leg"} if strategy == "uncertain_slices" else {}
         r = timed("next_sample", "POST", f"/activelearning/{strategy}", json=body)
         assert r.status_code == 200, r.text
+        if samples is not None:
+            samples.append((strategy, r.json()))
     return sent
 
 
