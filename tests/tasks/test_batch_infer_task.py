@@ -40,10 +40,13 @@ def test_devices_with_gpus(two_gpus):
 
 def test_images_go_round_robin_over_the_gpus_one_worker_each_and_a_failure_is_reported(two_gpus):
     seen, threads = {}, set()
+    both_running = threading.Barrier(2, timeout=30)  # the first two images run at the same time
 
     def infer(request, datastore):
         seen[request["image"]] = (request["device"], request["label_tag"], request["save_label"])
         threads.add(threading.current_thread().name)
+        if request["image"] in ("a", "b"):
+            both_running.wait()
         if request["image"] == "c":
             raise UserError("c: corrupt image data")
         return {"label": request["image"], "tag": request["label_tag"], "params": {}}
