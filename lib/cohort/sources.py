@@ -2,9 +2,9 @@
 
 **A folder** (searched recursively; hidden entries, MONAI Label's ``labels/`` folder at the top
 and the run's own output folder are skipped): every image file (``.nii.gz``, ``.nii``,
-``.nrrd``, ``.mha``, ``.mhd``) is a study, and every folder that directly holds other files
-(documents such as ``.json``, ``.csv``, ``.txt``, ``.md``, ``.pdf`` aside) is a DICOM series
-study. A DICOM folder is read by the loader's series and echo rule (one series per folder, the
+``.nrrd``, ``.mha``, ``.mhd``) is a study, and every folder below it that holds no image file
+but other files (documents such as ``.json``, ``.csv``, ``.txt``, ``.md``, ``.pdf`` aside) is a
+DICOM series study. A DICOM folder is read by the loader's series and echo rule (one series per folder, the
 first echo's magnitude images); a folder that cannot be read is a failed study, not a crash.
 
 **A list file** (``.txt``, ``.csv``, ``.tsv``, ``.list``, ``.lst``): one image file or DICOM
@@ -47,7 +47,7 @@ from lib.identifiers import check_identifier
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 LIST_SUFFIXES = (".txt", ".csv", ".tsv", ".list", ".lst")
 DOCUMENT_SUFFIXES = (".json", ".csv", ".tsv", ".txt", ".md", ".pdf", ".log", ".xml", ".html", ".htm", ".png",
-                     ".jpg", ".jpeg", ".raw", ".zraw", ".py", ".sh", ".yaml", ".yml", ".ini")
+                     ".jpg", ".jpeg", ".raw", ".zraw", ".py", ".sh", ".yaml", ".yml", ".ini", ".bval", ".bvec")
 SKIPPED_TOP_FOLDERS = ("labels",)  # MONAI Label's datastore layout: <studies>/labels/<tag>/
 DEFAULT_QUERY = {"Modality": "MR"}
 UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
@@ -127,7 +127,7 @@ def folder_studies(root, exclude=()) -> list[Study]:
         files = [f for f in sorted(filenames) if not f.startswith(".")]
         images = [f for f in files if image_suffix(f)]
         studies += [Study(make_id(here / f, root), str(here / f), "file") for f in images]
-        if here != root and any(not image_suffix(f) and not _is_document(f) for f in files):
+        if here != root and not images and any(not _is_document(f) for f in files):
             studies.append(Study(make_id(here, root), str(here), "dicom"))
     return studies
 

@@ -25,6 +25,7 @@ def cohort(tmp_path):
     touch(root / "b.nii.gz")
     touch(root / "a.nii")
     touch(root / "sub-01" / "anat" / "t1.nii.gz")
+    touch(root / "sub-01" / "anat" / "t1_warp.mat")  # other files beside images: no DICOM series
     touch(root / "dicom" / "series7" / "IM0001")  # a folder of files that are no documents: a DICOM series
     touch(root / "dicom" / "series7" / "IM0002")
     touch(root / "dicom" / "README.md")  # documents alone make no study
