@@ -25,6 +25,7 @@ Fat fraction (Dixon pairs, ``lib.cohort.sources.pair_dixon``): per voxel ``F / (
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -91,8 +92,6 @@ class CohortRun:
 
 
 def read_record(path: Path) -> dict | None:
-    import json
-
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
