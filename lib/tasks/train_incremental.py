@@ -117,8 +117,8 @@ class IncrementalTrainTask(TrainTask):
             done = sorted(stats.get("results") or {})
             stats.update(status="INTERRUPTED", end_ts=time.time(), reason=(
                 "the round stopped before its end (server stopped or round killed); "
-                + (f"finished networks: {', '.join(done)}; " if done else "")
-                + "every other network kept its live model"))
+                + (f"finished networks: {', '.join(done)}; the others kept their live model" if done
+                   else "no network was published: each kept its live model")))
             self._write_stats(stats)
             logger.info(f"{self.name}: a round killed at epoch {stats.get('epoch')} marked INTERRUPTED")
             return True
