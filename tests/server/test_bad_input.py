@@ -225,7 +225,7 @@ def test_corrupt_dicom_is_422_as_a_file_and_as_a_series_session(srv):
     assert r.status_code == 200, r.text  # MONAI Label keeps whatever is uploaded in a session...
     r = requests.post(f"{srv.url}/infer/classifier", params={"session_id": r.json()["session_id"], "output": "json"},
                       timeout=60)
-    assert_4xx(r, 422, "no readable DICOM series")  # ...and reading it is refused with a message
+    assert_4xx(r, 422, "no volume can be built")  # ...and reading it is refused with a message
 
 
 def test_batch_inference_reads_datastore_images_only(srv, files):
@@ -235,7 +235,7 @@ def test_batch_inference_reads_datastore_images_only(srv, files):
     body = {"device": "cpu", "multi_gpu": False, "max_workers": 1, "save_label": False}
     r = requests.post(f"{srv.url}/batch/infer/classifier", params={"run_sync": True},
                       json={**body, "images": [str(outside)]}, timeout=120)
-    assert_4xx(r, 422, "outside the datastore")
+    assert_4xx(r, 422, "only a datastore id")
     r = requests.post(f"{srv.url}/batch/infer/classifier", params={"run_sync": True},
                       json={**body, "images": [IMAGE]}, timeout=300)
     assert r.status_code == 200, r.text  # datastore ids still run
