@@ -62,9 +62,9 @@ class Limb:
         return smooth_profile(self.layout.girth_profile, t)
 
 
-def sample_subject(region: str, rng: np.random.Generator) -> dict:
+def sample_subject(layout: str, rng: np.random.Generator) -> dict:
     """Subject-level draws shared by both limbs (size, shape, fat, muscle proportions)."""
-    lay = LAYOUTS[region]
+    lay = LAYOUTS[layout]
     n_cells, n_bones = len(lay.cells), len(lay.bones)
     width = rng.uniform(*lay.width)
     return dict(
@@ -81,7 +81,7 @@ def sample_subject(region: str, rng: np.random.Generator) -> dict:
     )
 
 
-def sample_limb(region: str, subject: dict, side: int, rng: np.random.Generator) -> Limb:
+def sample_limb(layout: str, subject: dict, side: int, rng: np.random.Generator) -> Limb:
     """One limb: the subject's parameters with small independent left/right differences."""
     s = subject
     n_cells = len(s["seed_jitter"])
@@ -94,7 +94,7 @@ def sample_limb(region: str, subject: dict, side: int, rng: np.random.Generator)
         rng.normal(0.0, 1.5, 3),  # phase change over the limb length
     ])
     return Limb(
-        layout=LAYOUTS[region], side=side,
+        layout=LAYOUTS[layout], side=side,
         width=s["width"] * rng.normal(1.0, 0.02), depth=s["depth"] * rng.normal(1.0, 0.02),
         fat=s["fat"] * rng.normal(1.0, 0.05), fat_aniso=s["fat_aniso"], skin=s["skin"],
         rotation=s["rotation"] + np.deg2rad(rng.normal(0.0, 2.0)),

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 
 MUSCLE_RANGE = (0.15, 0.85)  # t range where every muscle of the region is present
 
-# Tissue codes of ``Phantom.tissue``.
-AIR, SKIN, SUBCUT_FAT, MUSCLE, OTHER_MUSCLE, FAT_PAD, CORTEX, MARROW, VESSEL = range(9)
+# Tissue codes of ``Phantom.tissue``; OBJECT (gel pads, bottles, coil parts: never muscle) is
+# drawn only by the contrast-randomised training samples (``lib.training.synthetic``). The codes
+# grow from the skin inward, so where two limbs' maps overlap the deeper tissue is the larger code.
+AIR, SKIN, SUBCUT_FAT, MUSCLE, OTHER_MUSCLE, FAT_PAD, CORTEX, MARROW, VESSEL, OBJECT = range(10)
 
 
 @dataclass(frozen=True)
@@ -115,4 +117,30 @@ LEG = RegionLayout(
     ),
 )
 
-LAYOUTS = {"thigh": THIGH, "leg": LEG}
+# The leg as on real scans (set from anatomy texts and the bones of the unlabelled real volumes in
+# shared/data, not from the labelled slice): the tibia anterior, just under the anteromedial skin,
+# the fibula lateral at the level of the tibia's back, the deep posterior group behind the
+# membrane between them, the gastrocnemii superficial and posterior, growing toward the knee and
+# gone near the ankle. ``LEG`` above keeps the earlier cartoon (the tibia mid-limb), so that the
+# held-out phantom test set stays comparable; training draws both.
+LEG_ANATOMICAL = RegionLayout(
+    width=(92.0, 130.0), depth_ratio=(0.82, 0.98), fat=(3.0, 14.0),
+    girth_profile=(0.62, 1.0, 0.95), fat_side=240.0, veins=(165.0, 265.0),
+    bones=(
+        Bone(centre=(-0.12, 0.64), radius=(10.0, 12.5), cortex=(3.0, 4.5), lobes=0.15,
+             lobe_angle=100.0, taper=-0.3),
+        Bone(centre=(0.60, 0.08), radius=(5.0, 6.5), cortex=(1.8, 2.5)),
+    ),
+    cells=(
+        Cell("soleus", (0.00, -0.38), 1.22, growth=-0.1, span=(0.02, 0.94)),
+        Cell("gastrocnemius_medialis", (-0.52, -0.60), 1.1, growth=0.3, span=(0.12, 2.0)),
+        Cell("gastrocnemius_lateralis", (0.36, -0.74), 0.9, growth=0.3, span=(0.14, 2.0)),
+        Cell("tibialis_anterior", (0.24, 0.64), 0.72, growth=0.05),
+        Cell("extensor_digitorum_longus", (0.52, 0.42), 0.68),
+        Cell("peroneus", (0.86, -0.08), 0.85, shift=(0.0, 0.04)),
+        Cell(None, (0.16, 0.06), 0.85, tissue=OTHER_MUSCLE),  # tibialis posterior, FDL, FHL
+    ),
+)
+
+LAYOUTS = {"thigh": THIGH, "leg": LEG, "leg_anatomical": LEG_ANATOMICAL}
+LAYOUT_REGION = {"thigh": "thigh", "leg": "leg", "leg_anatomical": "leg"}

@@ -21,7 +21,7 @@ from scipy import ndimage as ndi
 
 from lib import labels as L
 from lib.data.phantoms import anatomy as A
-from lib.data.phantoms.layout import (AIR, CORTEX, FAT_PAD, MARROW, MUSCLE, MUSCLE_RANGE, OTHER_MUSCLE, SKIN,
+from lib.data.phantoms.layout import (LAYOUT_REGION, AIR, CORTEX, FAT_PAD, MARROW, MUSCLE, MUSCLE_RANGE, OTHER_MUSCLE, SKIN,
                                       SUBCUT_FAT, VESSEL)
 from lib.errors import UserError
 
@@ -108,20 +108,26 @@ def check_arguments(region, seed, n_slices, severity, shape, spacing) -> None:
 
 
 def generate_phantom(region: str, seed: int, n_slices: int = 40, severity: str = "healthy",
-                     shape=(432, 432), spacing=(1.04, 1.04, 5.0)) -> Phantom:
+                     shape=(432, 432), spacing=(1.04, 1.04, 5.0), layout: str | None = None) -> Phantom:
     """A seeded phantom of both thighs or both legs.
 
     region: "thigh" or "leg"; seed: non-negative int; n_slices: axial slices, spread over the
     limb from distal (k = 0, inferior) to proximal; severity: "healthy", "mild" (patchy fat in
     a few muscles) or "severe" (widespread); shape: (X, Y) pixels; spacing: (sx, sy, sz) mm.
-    A field of view too small for the limbs shrinks the anatomy to fit.
+    A field of view too small for the limbs shrinks the anatomy to fit. layout: a name of
+    ``lib.data.phantoms.layout.LAYOUTS`` for ``region`` (default: the region's own, e.g.
+    ``leg_anatomical`` instead of ``leg``).
     """
     check_arguments(region, seed, n_slices, severity, shape, spacing)
+    layout = layout or region
+    if LAYOUT_REGION.get(layout) != region:
+        raise UserError(f"layout {layout!r} is not a {region} layout: expected one of "
+                        f"{', '.join(k for k, r in LAYOUT_REGION.items() if r == region)}")
     streams = np.random.SeedSequence([int(seed), L.REGIONS.index(region)]).spawn(3)
     anat_rng, fat_rng, noise_rng = (np.random.default_rng(s) for s in streams)
     nx, ny = int(shape[0]), int(shape[1])
-    subject = A.sample_subject(region, anat_rng)
-    limbs = [A.sample_limb(region, subject, side, anat_rng) for side in (1, 2)]
+    subject = A.sample_subject(layout, anat_rng)
+    limbs = [A.sample_limb(layout, subject, side, anat_rng) for side in (1, 2)]
     scale = A.place_limbs(limbs, (nx * spacing[0], ny * spacing[1]), anat_rng)
     tissue, cell, side = _geometry(limbs, scale, (nx, ny, int(n_slices)), spacing)
     label = _labels(limbs[0].layout, cell)

@@ -88,3 +88,45 @@ def _limb_sides(image_rc: np.ndarray, roi_side_rc: np.ndarray) -> np.ndarray:
             side[regions == region] = 1 + int(np.argmax(votes))
     side[roi_side_rc > 0] = roi_side_rc[roi_side_rc > 0]
     return side
+
+
+def real_slice_tissue(image: np.ndarray, label: np.ndarray, mm: float = 1.037037) -> np.ndarray:
+    """Tissue codes (``lib.data.phantoms.layout``) of the real fat-bright (T1) slice on the model
+    grid, so it can be rendered in other contrasts: fat and marrow bright, muscle mid, cortex dark.
+
+    image: (H, W) normalised to [0, 1]; label: its global muscle values. Inside the deep fascia,
+    unlabelled muscle (the deep posterior group) is OTHER_MUSCLE; bright regions ringed by dark
+    cortex are marrow. Thresholds come from the slice itself: its labelled muscle and its fat.
+    """
+    from lib.data.phantoms.layout import (CORTEX, FAT_PAD, MARROW, MUSCLE, OTHER_MUSCLE, SKIN, SUBCUT_FAT,
+                                          VESSEL)
+
+    body = ndi.binary_fill_holes(ndi.binary_opening(image > 0.08, iterations=1))
+    muscle_level = float(np.median(image[label > 0]))
+    dark, bright = 0.55 * muscle_level, 0.5 * (muscle_level + float(np.percentile(image[body], 90)))
+    components, n = ndi.label(body)
+    tissue = np.zeros(image.shape, np.uint8)
+    for c in range(1, n + 1):
+        limb = components == c
+        if limb.sum() * mm * mm < 1000:
+            continue
+        outer = limb & ~ndi.binary_erosion(limb, iterations=1)
+        rim = ~ndi.binary_erosion(limb, iterations=3)
+        subcutaneous = ndi.binary_propagation(outer & ((image > bright) | (image < dark)),
+                                              mask=limb & ((image > bright) | rim))
+        compartment = ndi.binary_fill_holes(ndi.binary_opening(limb & ~subcutaneous, iterations=2))
+        t = np.full(image.shape, SUBCUT_FAT, np.uint8)
+        t[outer | (limb & ~ndi.binary_erosion(limb, iterations=2) & (image < bright))] = SKIN
+        t[compartment & (image > bright)] = FAT_PAD
+        t[compartment & (image <= bright)] = OTHER_MUSCLE
+        darkish = compartment & (image < dark)
+        t[darkish] = VESSEL
+        enclosed = ndi.binary_fill_holes(ndi.binary_closing(darkish, iterations=1)) & ~darkish
+        parts, m = ndi.label(enclosed)
+        for k in range(1, m + 1):
+            if (parts == k).sum() * mm * mm > 20:
+                t[ndi.binary_dilation(parts == k, iterations=round(6 / mm)) & darkish] = CORTEX
+                t[parts == k] = MARROW
+        t[limb & (label > 0)] = MUSCLE
+        tissue = np.where(limb, t, tissue)
+    return tissue
