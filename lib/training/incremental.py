@@ -21,6 +21,8 @@ import numpy as np
 import torch
 
 from lib.errors import UserError
+from lib.inference.batching import limb_classifier_inputs
+from lib.inference.limbs import find_limbs
 from lib.labels import REGIONS
 from lib.models.catalog import region_of, weight_file
 from lib.models.registry import ModelRegistry
@@ -126,24 +128,33 @@ def segmenter_plan(region: str, train: SliceSet, val: SliceSet, settings: RoundS
     return batches, make_segmentation_loss("weighted_ce"), sets
 
 
-def _classifier_examples(data: SliceSet) -> tuple[torch.Tensor, torch.Tensor]:
+def _classifier_examples(data: SliceSet, limbs: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Classifier inputs and classes of every slice with a region: each limb's crop for a
+    classifier made for limbs (``limbs``), else the whole slice downsized to 128 x 128."""
     volumes = [(img[0].numpy()[:, :, None], region) for img, region in zip(data.images, data.regions()) if region]
     if not volumes:
         return torch.zeros(0, 1, 128, 128), torch.zeros(0, dtype=torch.long)
-    return classifier_slices(volumes)
+    if not limbs:
+        return classifier_slices(volumes)
+    inputs, classes = [], []
+    for volume, region in volumes:
+        x, _ = limb_classifier_inputs(volume, [0], find_limbs(volume, [0]))
+        inputs.append(x)
+        classes.append(torch.full((len(x),), REGIONS.index(region), dtype=torch.long))
+    return torch.cat(inputs), torch.cat(classes)
 
 
-def classifier_plan(train: SliceSet, val: SliceSet, settings: RoundSettings, seed: int = 0):
+def classifier_plan(train: SliceSet, val: SliceSet, settings: RoundSettings, seed: int = 0, limbs: bool = False):
     """Batches, loss and validation sets of a classifier round (every labelled slice counts)."""
-    ux, uy = _classifier_examples(train)
+    ux, uy = _classifier_examples(train, limbs)
     replay = [phantom_set(r, "train", settings.replay_subjects) for r in REGIONS]
-    rx, ry = _classifier_examples(replay[0] + replay[1])
+    rx, ry = _classifier_examples(replay[0] + replay[1], limbs)
     x, y = torch.cat([ux, rx]), torch.cat([uy, ry])
     batches = classifier_batches(x, y, replay_weights(len(ux), len(rx), settings.replay_share), 32, seed)
     vx, vy = _classifier_examples(phantom_set("thigh", "val", settings.val_subjects)
-                                  + phantom_set("leg", "val", settings.val_subjects))
+                                  + phantom_set("leg", "val", settings.val_subjects), limbs)
     sets = {"phantom_val": lambda m: classifier_accuracy(m, vx, vy)}
-    ux_val, uy_val = _classifier_examples(val)
+    ux_val, uy_val = _classifier_examples(val, limbs)
     if len(ux_val):
         sets["user_val"] = lambda m: classifier_accuracy(m, ux_val, uy_val)
     return batches, torch.nn.CrossEntropyLoss(), sets
@@ -165,7 +176,8 @@ def run_round(network: str, registry: ModelRegistry, train: SliceSet, val: Slice
     else:
         if not len(train):
             return {"network": network, "status": "skipped", "reason": "no corrected slices to train on"}
-        batches, loss, sets = classifier_plan(train, val, settings, settings.seed + rank)
+        live_input = build_from_checkpoint(registry.current(), return_meta=True)[1].get("input")
+        batches, loss, sets = classifier_plan(train, val, settings, settings.seed + rank, limbs=live_input == "limb")
     torch.manual_seed(settings.seed)
     live_path = registry.current()
     model, live_meta = build_from_checkpoint(live_path, return_meta=True)

@@ -51,8 +51,9 @@ def test_tiny_classifier_run_records_its_weight_average(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads((tmp_path / "classifier.json").read_text())
     assert record["averaged_epochs"] == 1 and record["seeds"]["train"] == [0, 0]
-    # 1 subject per region, rendered at each of the 3 severities, 2 slices each
-    assert 0 <= record["validation_score"] <= 1 and record["val_slices"] == 12
+    # 1 validation phantom per region, 2 slices each, every slice's limbs classified
+    assert 0 <= record["validation_score"] <= 1 and record["val_slices"] == 4
+    assert record["input"] == "limb"  # the pipeline crops limbs for this classifier
 
 
 @pytest.mark.parametrize("args,message", [
