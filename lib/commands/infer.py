@@ -21,8 +21,6 @@ def add_arguments(parser):
     parser.add_argument("--region", choices=("auto", "thigh", "leg"), default="auto",
                         help="force a region instead of the classifier")
     parser.add_argument("--slices", help="only these slice indices, e.g. 3,7,12")
-    parser.add_argument("--region-window", default="5",
-                        help="odd number of consecutive slices whose majority routes each slice (1: no smoothing)")
     parser.add_argument("--echo", type=int, default=0, help="echo of a 4D multi-echo file (default 0)")
     parser.add_argument("--no-cleanup", action="store_true", help="skip the 4-px label clean-up")
     parser.add_argument("--csv", help="write the per-muscle measurements as CSV here")
@@ -53,7 +51,7 @@ def run(args) -> int:
         raise UserError(f"model {args.model!r} has no weights: run `python main.py pretrain`")
     request = {"image": str(image.resolve()), "device": args.device, "region": args.region,
                "split_sides": args.split_sides, "slices": args.slices, "echo": args.echo,
-               "cleanup": not args.no_cleanup, "region_window": args.region_window}
+               "cleanup": not args.no_cleanup}
     label_path, result = task(request)
     if label_path:
         out = Path(args.out) if args.out else default_out(image)

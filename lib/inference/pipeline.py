@@ -1,9 +1,10 @@
 """One volume through the networks, step by step: what an infer request and an evaluation run.
 
-A volume goes: pre-processing to the model grid (``lib.transforms.preprocess``) → the classifier
-on the chosen slices, smoothed into a region per slice (``lib.inference.regions``) → each
-region's segmenter on its slices (``lib.inference.batching``) → post-processing: clean-up on the
-model grid, back to the input's own grid, sides, measurements → a label file.
+A volume goes: pre-processing to the model grid (``lib.transforms.preprocess``) → the limbs of
+each chosen slice (``lib.inference.limbs``) → the classifier on each limb, one region split for
+the whole volume (``lib.inference.regions``) → each region's segmenter on each limb's crop of its
+slices, labels pasted back inside the limb (``lib.inference.batching``) → post-processing: clean-up
+on the model grid, back to the input's own grid, sides, measurements → a label file.
 
 The steps read and write MONAI-style data dicts, so that MONAI Label's ``BasicInferTask`` runs
 them as its pre-transforms, inferer, post-transforms and writer (``lib.tasks``), and
@@ -18,17 +19,19 @@ import numpy as np
 import torch
 
 from lib.errors import UserError
-from lib.inference.batching import classify_slices, resolve_device, segment_slices
+from lib.inference.batching import classify_limbs, classify_slices, resolve_device, segment_limbs
+from lib.inference.limbs import Limb, find_limbs
 from lib.inference.measurements import MeasureMusclesd
 from lib.inference.regions import region_summary, route
 from lib.labels import SIDE_OFFSET, all_labels, channels_to_global
-from lib.models.cache import live_network
+from lib.models.cache import live_network, live_network_and_meta
 from lib.models.catalog import CLASSIFIER, segmenter_name
 from lib.options import parse_slices
 from lib.transforms.cleanup import KeepLargestPerLimbd, LabelCleanupd
 from lib.transforms.geometry import FromModelGridd
 from lib.transforms.postprocess import SplitSidesd
-from lib.transforms.preprocess import CLASSIFIER_KEY, inference_transforms
+from lib.transforms.intensity import classifier_input
+from lib.transforms.preprocess import inference_transforms
 
 # The request options, with their defaults: shown in /info and documented in the README.
 OPTIONS = {
@@ -38,7 +41,6 @@ OPTIONS = {
     "echo": 0,  # which volume of a 4D (multi-echo) series to use
     "cleanup": True,  # SPEC §2 area opening/closing of the predicted labels
     "keep_largest": False,  # per slice, each muscle keeps its largest region per limb, holes filled
-    "region_window": 5,  # odd number of consecutive slices whose majority routes a slice; 1: each on its own
 }
 
 
@@ -53,25 +55,42 @@ def selected_slices(data, n_slices: int) -> list[int]:
     return slices
 
 
+def limbs_of(data, slices: list[int]) -> list[list[Limb]]:
+    """The limbs of each chosen slice of the model-grid image, found once per request."""
+    known = data.setdefault("limbs", {})
+    missing = [k for k in slices if k not in known]
+    if missing:
+        known.update(zip(missing, find_limbs(np.asarray(data["image"][0]), missing)))
+    return [known[k] for k in slices]
+
+
 def classify(data, paths, slices: list[int], device: str) -> np.ndarray:
-    """Thigh/leg probabilities (len(slices), 2) of the classifier on the chosen slices."""
-    small = data[CLASSIFIER_KEY][0].permute(2, 0, 1)[:, None]  # (Z, 1, 128, 128)
-    return classify_slices(live_network(paths, CLASSIFIER, device), small[slices])
+    """P(thigh) of each chosen slice (``nan`` where it holds no limb).
+
+    A classifier made for limb crops (checkpoint meta ``input: limb``) sees each limb; one made
+    before them sees the whole slice downsized to 128 x 128 (SPEC §3)."""
+    model, meta = live_network_and_meta(paths, CLASSIFIER, device)
+    limbs = limbs_of(data, slices)
+    if meta.get("input") == "limb":
+        return classify_limbs(model, np.asarray(data["image"][0]), slices, limbs)
+    small = classifier_input(data["image"])[0].permute(2, 0, 1)[:, None]  # (Z, 1, 128, 128)
+    p_thigh = classify_slices(model, small[slices])[:, 0].astype(np.float64)
+    return np.where([bool(found) for found in limbs], p_thigh, np.nan)
 
 
 def segment(data, paths, slices: list[int], region: str, device: str, out: np.ndarray) -> None:
-    """Write the global labels of ``region``'s segmenter on ``slices`` into ``out`` (X, Y, Z)."""
+    """Write the global labels of ``region``'s segmenter on each limb of ``slices`` into ``out`` (X, Y, Z)."""
     if not slices:
         return
-    images = data["image"][0].permute(2, 0, 1)[:, None]  # (Z, 1, 432, 432)
-    channels = segment_slices(live_network(paths, segmenter_name(region), device), images[slices])
-    out[:, :, slices] = np.moveaxis(channels_to_global(channels, region), 0, -1)
+    model = live_network(paths, segmenter_name(region), device)
+    channels = segment_limbs(model, np.asarray(data["image"][0]), slices, limbs_of(data, slices))
+    out[:, :, slices] = channels_to_global(channels, region)
 
 
 def classify_regions(data, paths, device: str) -> dict:
-    """``result``: the region of every chosen slice and the volume's majority (``classifier``)."""
+    """``result``: the region of every chosen slice and the volume's (``classifier``)."""
     slices = selected_slices(data, data["image"].shape[-1])
-    data["result"] = region_summary(classify(data, paths, slices, device), slices, data["region_window"])
+    data["result"] = region_summary(classify(data, paths, slices, device), slices)
     return data
 
 
@@ -88,12 +107,13 @@ def segment_region(data, paths, region: str, device: str) -> dict:
 
 def segment_muscles(data, paths, device: str) -> dict:
     """``pred``: the routed pipeline (``muscle``), each slice through its region's segmenter; one
-    label map with thigh (1-12) and leg (13-18) muscles, so a volume through the knee holds both."""
+    label map with thigh (1-12) and leg (13-18) muscles, so a volume through the knee holds both
+    (leg below the split, thigh above)."""
     n_slices = data["image"].shape[-1]
     slices = selected_slices(data, n_slices)
     region = data.get("region", "auto")
-    probabilities = classify(data, paths, slices, device) if region == "auto" else None
-    summary, routed = route(slices, region, probabilities, data.get("region_window", 1))
+    p_thigh = classify(data, paths, slices, device) if region == "auto" else None
+    summary, routed = route(slices, region, p_thigh)
     grid = np.zeros((*data["image"].shape[1:3], n_slices), np.uint8)
     for chosen_region, chosen in routed.items():
         segment(data, paths, chosen, chosen_region, device, grid)

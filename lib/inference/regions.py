@@ -1,10 +1,13 @@
 """Which region each slice is, and which segmenter it goes to (SPEC §1: the tree's inner node).
 
-A slice's region is the majority of the classifier's decisions over ``region_window``
-consecutive slices (a median filter along z). Regions change at most once along a limb, and a
-median filter keeps such a step where it is while removing any run of wrong decisions shorter
-than half the window: the classifier's misses come in short runs at the ends of slim, fatty
-thighs. Selected slices that are not consecutive are not smoothed across their gaps.
+A real volume is thigh, leg, or leg below thigh with one change at the knee. So the volume is
+routed as a whole: the split of its slices, ordered from foot to head (the model grid's z), into
+leg below and thigh above that is most likely under the classifier's per-slice probabilities,
+with a penalty (``CHANGE_PENALTY``) for a change inside the volume, so that a short run of
+confident but wrong slices cannot cut a leg in two. A sliding majority (the earlier
+``region_window``) let a run of 24 wrong slices through on a real calf. Slices where the
+classifier disagrees with the split are listed in ``disagreeing_slices``; slices with no limb
+(``nan`` probability) get no region and no segmenter.
 
 A request may force the region (``region`` = "thigh" / "leg"): every slice then goes to that
 region's segmenter and the classifier does not run.
@@ -13,53 +16,76 @@ region's segmenter and the classifier does not run.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from lib.labels import REGIONS
 
+CHANGE_PENALTY = 3.0  # nats: a change inside the volume must be worth about 20:1 summed over slices
+PROB_FLOOR = 0.02  # no single slice counts for more than 49:1
 
-def smooth_regions(classes: np.ndarray, slices: list[int], window: int) -> np.ndarray:
-    """Median of the 0/1 ``classes`` over ``window`` slices, within each run of consecutive ``slices``."""
-    out = np.asarray(classes).copy()
-    if window <= 1 or len(out) == 0:
-        return out
-    runs = np.split(np.arange(len(out)), np.flatnonzero(np.diff(slices) != 1) + 1)
-    for run in runs:
-        out[run] = ndi.median_filter(out[run], size=window, mode="nearest")
+
+def monotone_split(p_thigh, penalty: float = CHANGE_PENALTY, floor: float = PROB_FLOOR) -> int:
+    """The best split ``k`` (0..n) of slices ordered foot to head: ``[0, k)`` leg, ``[k, n)`` thigh.
+
+    Maximises ``sum(log P(leg) below k) + sum(log P(thigh) from k) - penalty * (0 < k < n)``.
+    """
+    p = np.clip(np.asarray(p_thigh, np.float64), floor, 1 - floor)
+    n = len(p)
+    below = np.concatenate([[0.0], np.cumsum(np.log1p(-p))])
+    above = np.concatenate([np.cumsum(np.log(p)[::-1])[::-1], [0.0]])
+    score = below + above
+    score[1:n] -= penalty
+    return int(np.argmax(score))
+
+
+def split_regions(p_thigh: np.ndarray, slices: list[int]) -> np.ndarray:
+    """Region index (0 thigh, 1 leg, -1 none) of each of ``slices`` (any order), from their
+    P(thigh) (``nan`` = no limb). The split runs over the slices with a limb, in z order."""
+    p_thigh = np.asarray(p_thigh, np.float64)
+    out = np.full(len(slices), -1)
+    order = np.argsort(slices, kind="stable")
+    anatomy = order[~np.isnan(p_thigh[order])]
+    if anatomy.size:
+        k = monotone_split(p_thigh[anatomy])
+        out[anatomy] = np.where(np.arange(anatomy.size) < k, REGIONS.index("leg"), REGIONS.index("thigh"))
     return out
 
 
-def region_summary(probabilities: np.ndarray, slices: list[int], window: int = 1) -> dict:
-    """Per-slice region (smoothed over ``window`` slices) and the probability the classifier
-    gave it, the majority region, and MONAI Label's ``prediction``; ``smoothed`` marks a slice
-    whose own decision the neighbours overruled."""
-    own = probabilities.argmax(1)
-    classes = smooth_regions(own, slices, window)
-    counts = np.bincount(classes, minlength=len(REGIONS))
-    majority = int(counts.argmax())
+def region_summary(p_thigh: np.ndarray, slices: list[int]) -> dict:
+    """Per-slice region and the probability the classifier gave it, the volume's region (the one
+    with more slices), the slices where the classifier disagrees with the split, and MONAI
+    Label's ``prediction``."""
+    p_thigh = np.asarray(p_thigh, np.float64)
+    regions = split_regions(p_thigh, slices)
+    probabilities = np.stack([p_thigh, 1 - p_thigh], 1)
+    counts = np.bincount(regions[regions >= 0], minlength=len(REGIONS))
+    found = ~np.isnan(p_thigh)
+    own = np.where(p_thigh >= 0.5, 0, 1)
+    in_z = [i for i in np.argsort(slices, kind="stable") if regions[i] >= 0]
+    change = [int(slices[b]) for a, b in zip(in_z, in_z[1:]) if regions[a] != regions[b]]
     return {
-        "region": REGIONS[majority],
+        "region": REGIONS[int(counts.argmax())] if counts.any() else None,
         "slice_counts": {r: int(c) for r, c in zip(REGIONS, counts)},
-        "region_window": int(window),
-        "smoothed_slices": [int(k) for k, c, o in zip(slices, classes, own) if c != o],
-        "slices": [{"slice": int(k), "region": REGIONS[c], "probability": round(float(p[c]), 4)}
-                   for k, c, p in zip(slices, classes, probabilities)],
-        "prediction": [{"idx": i, "label": r, "score": round(float(probabilities[:, i].mean()), 4)}
-                       for i, r in enumerate(REGIONS)],
+        "change_at_slice": change[0] if change else None,
+        "disagreeing_slices": [int(k) for k, r, o, f in zip(slices, regions, own, found) if f and r != o],
+        "empty_slices": [int(k) for k, f in zip(slices, found) if not f],
+        "slices": [{"slice": int(k), "region": REGIONS[r] if r >= 0 else None,
+                    "probability": round(float(p[r]), 4) if r >= 0 else None}
+                   for k, r, p in zip(slices, regions, probabilities)],
+        "prediction": [{"idx": i, "label": name,
+                        "score": round(float(np.nanmean(probabilities[:, i])), 4) if found.any() else 0.0}
+                       for i, name in enumerate(REGIONS)],
     }
 
 
-def route(slices: list[int], region: str = "auto", probabilities: np.ndarray | None = None,
-          window: int = 1) -> tuple[dict, dict[str, list[int]]]:
+def route(slices: list[int], region: str = "auto", p_thigh: np.ndarray | None = None) -> tuple[dict, dict[str, list[int]]]:
     """The region summary and the slices each region's segmenter gets.
 
     Args:
-        slices: the slice indices to route, in order.
+        slices: the slice indices to route.
         region: "auto" (the classifier decides) or a region every slice goes to.
-        probabilities: the classifier's (len(slices), 2) probabilities; only for "auto".
-        window: ``region_window``, the smoothing of the classifier's decisions.
+        p_thigh: the classifier's P(thigh) per slice (``nan``: no limb); only for "auto".
     """
     if region == "auto":
-        summary = region_summary(probabilities, slices, window)
+        summary = region_summary(p_thigh, slices)
         return summary, {r: [s["slice"] for s in summary["slices"] if s["region"] == r] for r in REGIONS}
-    return {"region": region, "forced": True}, {r: slices if r == region else [] for r in REGIONS}
+    return {"region": region, "forced": True}, {r: list(slices) if r == region else [] for r in REGIONS}

@@ -19,7 +19,8 @@ import math
 import numpy as np
 import torch
 
-from lib.inference.batching import classify_slices
+from lib.inference.batching import classify_limbs, classify_slices
+from lib.inference.limbs import find_limbs
 from lib.labels import REGIONS
 from lib.models.cache import load_network
 from lib.models.catalog import CLASSIFIER, segmenter_name
@@ -118,9 +119,14 @@ def score_volume(image_path: str, paths: dict[str, str], seed: int = 0) -> list[
     """
     torch.manual_seed(seed)
     grid, slices, body_fraction, order = grid_slices(image_path)
-    classifier, _ = load_network(paths[CLASSIFIER])
-    small = classifier_input(torch.from_numpy(grid)[None])[0].permute(2, 0, 1)[:, None]
-    probs = torch.from_numpy(classify_slices(classifier, small))
+    classifier, meta = load_network(paths[CLASSIFIER])
+    if meta.get("input") == "limb":  # a classifier made for limb crops (lib.inference.limbs)
+        every = list(range(grid.shape[2]))
+        p_thigh = np.nan_to_num(classify_limbs(classifier, grid, every, find_limbs(grid, every)), nan=0.5)
+        probs = torch.from_numpy(np.stack([p_thigh, 1 - p_thigh], 1)).float()
+    else:
+        small = classifier_input(torch.from_numpy(grid)[None])[0].permute(2, 0, 1)[:, None]
+        probs = torch.from_numpy(classify_slices(classifier, small))
     regions = probs.argmax(1)
     scores = torch.zeros(len(slices))
     for index, region in enumerate(REGIONS):

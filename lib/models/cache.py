@@ -35,9 +35,15 @@ def load_network(path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
         return model, meta
 
 
-def live_network(paths: dict[str, list[str]], name: str, device: str = "cpu") -> torch.nn.Module:
-    """The inference copy of network ``name``'s live weights among its candidates in ``paths``."""
+def live_network_and_meta(paths: dict[str, list[str]], name: str, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """The inference copy of network ``name``'s live weights among its candidates in ``paths``, and
+    their meta (what input the network expects, how it was made)."""
     path = live_path(paths[name])
     if path is None:
         raise NotFoundError(f"no weights for {name}: run `python main.py pretrain`")
-    return load_network(path, device)[0]
+    return load_network(path, device)
+
+
+def live_network(paths: dict[str, list[str]], name: str, device: str = "cpu") -> torch.nn.Module:
+    """The inference copy of network ``name``'s live weights among its candidates in ``paths``."""
+    return live_network_and_meta(paths, name, device)[0]

@@ -26,17 +26,6 @@ from lib.transforms.preprocess import inference_transforms
 logger = logging.getLogger(__name__)
 
 
-def parse_window(value) -> int:
-    """``region_window``: a positive odd integer (a median needs a middle)."""
-    try:
-        window = int(value)
-    except (TypeError, ValueError):
-        window = 0
-    if window < 1 or window % 2 == 0 or str(value).strip() != str(window):
-        raise UserError(f"option 'region_window' must be a positive odd integer (1 = no smoothing), got {value!r}")
-    return window
-
-
 class MuscleInferTask(BasicInferTask):
     """Base of the classifier, segmenter and routed-pipeline infer tasks.
 
@@ -74,7 +63,6 @@ class MuscleInferTask(BasicInferTask):
             request["echo"] = int(request.get("echo", 0))
         except (TypeError, ValueError):
             raise UserError(f"option 'echo' must be an integer, got {request.get('echo')!r}") from None
-        request["region_window"] = parse_window(request.get("region_window", OPTIONS["region_window"]))
         return super().__call__(request, callbacks)
 
     def pre_transforms(self, data=None):

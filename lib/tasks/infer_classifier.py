@@ -1,7 +1,7 @@
-"""Infer task of the thigh/leg classifier: a region per slice and the volume's majority.
+"""Infer task of the thigh/leg classifier: a region per slice and the volume's.
 
-The region of a slice is the classifier's decision smoothed over ``region_window`` slices
-(``lib.inference.regions``); the answer is JSON only.
+The volume's slices are split once into leg below and thigh above, the most likely split under
+the classifier's per-slice probabilities (``lib.inference.regions``); the answer is JSON only.
 """
 
 from __future__ import annotations

@@ -97,9 +97,6 @@ def test_real_slice_is_a_leg_with_six_muscles_per_side(tasks, tmp_path):
     ({"split_sides": "maybe"}, UserError),
     ({"echo": "first"}, UserError),
     ({"device": "tpu"}, UserError),
-    ({"region_window": 4}, UserError),
-    ({"region_window": 0}, UserError),
-    ({"region_window": "wide"}, UserError),
 ])
 def test_invalid_options_are_user_errors(tasks, tmp_path, params, error):
     phantom = generate_phantom("leg", 1, n_slices=2, shape=(96, 96))
