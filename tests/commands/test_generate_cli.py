@@ -13,7 +13,8 @@ import pytest
 
 from lib.commands import generate
 from lib.data.io import load_nifti
-from lib.data.phantoms.embedded import EMBEDDED, NOTICE_FILE, build_embedded
+from lib.data.phantoms.embedded import (EMBEDDED, NOTICE_FILE, REAL_VOLUMES, REAL_VOLUMES_DIR, REAL_VOLUMES_LICENSE,
+                                        build_embedded)
 from lib.data.phantoms.real_slice import ROIS_FILE
 from lib.errors import UserError
 from lib.paths import EMBEDDED_STUDIES, SHARED_DATA
@@ -99,11 +100,37 @@ def test_embedded_studies_are_small_labelled_as_promised_and_carry_the_notice():
     notice = (EMBEDDED_STUDIES / NOTICE_FILE).read_text()
     for needed in ("Apache License", "dafne-imaging/dafne-evaluation", "5f5d824b"):
         assert needed in notice
+    # the unlabelled real volumes: 7 images in all, each real one named in the notice with its licence beside it
+    images = {p.name[:-len(".nii.gz")] for p in EMBEDDED_STUDIES.glob("*.nii.gz")}
+    assert images == {s.id for s in EMBEDDED} | {"real_leg_t1"} | set(REAL_VOLUMES)
+    assert len(images) == 7
+    assert set(REAL_VOLUMES) == {"real_thigh_dixon", "real_calf_t2"}
+    for study in REAL_VOLUMES:
+        assert f"`{study}.nii.gz`" in notice
+    for needed in ("SWastling/musclemap", "bb20bfe5", "MIT License", "Copyright (c) 2025 Stephen Wastling",
+                   "0006-Dixon_TE_345_th.nii.gz", "t2_te16ms.nii.gz", REAL_VOLUMES_LICENSE):
+        assert needed in notice
+    licence = (EMBEDDED_STUDIES / REAL_VOLUMES_LICENSE).read_text()
+    assert licence.startswith("MIT License") and "Copyright (c) 2025 Stephen Wastling" in licence
+    assert "`phantom_*` are synthetic" in notice and "`real_*` are the real MRI" in notice
 
 
 @pytest.mark.skipif(not (SHARED_DATA / ROIS_FILE).exists(), reason="real sample data missing")
 def test_rebuilding_the_embedded_studies_reproduces_the_committed_files(tmp_path):
+    if not all((SHARED_DATA / REAL_VOLUMES_DIR / name).is_file() for name in REAL_VOLUMES.values()):
+        pytest.skip(f"real volumes missing in {SHARED_DATA / REAL_VOLUMES_DIR}")
+    stale = tmp_path / "phantom_thigh_s0099_mild.nii.gz"  # an older build's phantom
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"old")
     written = build_embedded(tmp_path)
     for path in written:
         committed = EMBEDDED_STUDIES / path.relative_to(tmp_path)
         assert path.read_bytes() == committed.read_bytes(), f"{committed} is stale: run main.py generate --embedded"
+    assert not stale.exists()  # stale phantoms go, the real studies are written and stay
+    for study in ("real_leg_t1", *REAL_VOLUMES):
+        assert tmp_path / f"{study}.nii.gz" in written
+    assert tmp_path / REAL_VOLUMES_LICENSE in written
+    def shipped(folder):  # images, notices and final labels (not what a server run adds: index, lock, original/)
+        return {p.relative_to(folder) for pattern in ("*.nii.gz", "*.md", "*.txt", "labels/final/*.nii.gz")
+                for p in folder.glob(pattern)}
+    assert shipped(tmp_path) == shipped(EMBEDDED_STUDIES)  # nothing committed that the build does not make
