@@ -1,0 +1,107 @@
+"""Rendered training crops (lib/training/synthetic.py): labels are copied from the source maps,
+never invented; a batch holds only the region's channels or unknown (255); same seed, same batch.
+
+Sources: phantom slices on the model grid (``phantom_label_slices``: a fraction of a second), a
+thigh one with one muscle marked unknown as the real thigh shapes have adductor longus.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lib.data.phantoms.layout import AIR, OBJECT
+from lib.data.phantoms.shapes import LabelSlices, phantom_label_slices
+from lib.labels import num_classes, region_labels
+from lib.training.synthetic import classifier_batches, draw_maps, limb_centres, segmentation_batches, to_channels
+from lib.transforms.weights import IGNORE_VALUE
+
+CROP = 240
+
+
+@pytest.fixture(scope="module")
+def sources():
+    """{region: LabelSlices}; the thigh's adductor longus (12) is unknown (255), as in real shapes."""
+    leg = phantom_label_slices("leg", [3], n_slices=2)
+    thigh = phantom_label_slices("thigh", [4], n_slices=2)
+    thigh.label[thigh.label == region_labels("thigh")["adductor_longus"]] = IGNORE_VALUE
+    return {"leg": leg, "thigh": thigh}
+
+
+def allowed_channels(region: str) -> set[int]:
+    return set(range(num_classes(region))) | {IGNORE_VALUE}
+
+
+def take(batches, n: int):
+    return [next(batches) for _ in range(n)]
+
+
+@pytest.mark.parametrize("region", ["leg", "thigh"])
+def test_drawn_maps_copy_the_source_values_and_leave_the_source_alone(sources, region):
+    source = sources[region]
+    before = (source.tissue.copy(), source.label.copy())
+    rng = np.random.default_rng(5)
+    centres = limb_centres(source.tissue)
+    label_values = set(np.unique(source.label).tolist()) | {0}  # objects and cut edges are background
+    tissue_values = set(np.unique(source.tissue).tolist()) | {AIR, OBJECT}
+    for k in range(12):
+        index = k % len(source)
+        tissue, label = draw_maps(source, index, centres[index][k % len(centres[index])], CROP, rng)
+        assert tissue.shape == label.shape == (CROP, CROP) and label.dtype == np.uint8
+        assert set(np.unique(label).tolist()) <= label_values
+        assert set(np.unique(tissue).tolist()) <= tissue_values
+        assert (label > 0).any()  # the crop is around a limb
+        assert not label[tissue == OBJECT].any()  # a pad or bottle is never muscle
+    assert np.array_equal(source.tissue, before[0]) and np.array_equal(source.label, before[1])
+
+
+@pytest.mark.parametrize("region", ["leg", "thigh"])
+def test_segmentation_batches_hold_only_the_regions_channels_or_unknown(sources, region):
+    batches = segmentation_batches([sources[region]], [1.0], region, batch_size=3, size=CROP, seed=0)
+    seen = set()
+    for images, labels, weights in take(batches, 2):
+        assert images.shape == labels.shape == weights.shape == (3, 1, CROP, CROP)
+        assert images.dtype == torch.float32 and labels.dtype == torch.int64
+        assert torch.isfinite(images).all() and torch.isfinite(weights).all() and (weights >= 0).all()
+        values = set(torch.unique(labels).tolist())
+        assert values <= allowed_channels(region), values
+        seen |= values
+    assert len(seen - {0, IGNORE_VALUE}) >= 3  # muscles, not only background
+    if region == "thigh":
+        assert IGNORE_VALUE in seen  # the unknown muscle stays unknown, never background
+
+
+def test_other_regions_muscles_become_background_and_unknown_stays_unknown():
+    label = np.array([[0, 1, 12, 13, 18, IGNORE_VALUE]], np.uint8)
+    assert to_channels(label, "thigh").tolist() == [[0, 1, 12, 0, 0, IGNORE_VALUE]]
+    assert to_channels(label, "leg").tolist() == [[0, 0, 0, 1, 6, IGNORE_VALUE]]
+
+
+def test_a_source_with_its_own_image_gives_the_same_kind_of_batch(sources):
+    leg = sources["leg"]
+    own = LabelSlices(leg.tissue, leg.label, "leg", leg.sources,
+                      images=np.random.default_rng(0).uniform(0, 1, leg.tissue.shape).astype(np.float32))
+    images, labels, _ = next(segmentation_batches([own], [1.0], "leg", batch_size=4, size=CROP, seed=3,
+                                                  own_image_share=1.0))
+    assert torch.isfinite(images).all() and set(torch.unique(labels).tolist()) <= allowed_channels("leg")
+
+
+def test_same_seed_same_batch_other_seed_other_batch(sources):
+    both, weights = [sources["leg"], sources["thigh"]], [0.5, 0.5]
+    first = take(segmentation_batches(both, weights, "leg", batch_size=2, size=CROP, seed=7), 2)
+    again = take(segmentation_batches(both, weights, "leg", batch_size=2, size=CROP, seed=7), 2)
+    other = take(segmentation_batches(both, weights, "leg", batch_size=2, size=CROP, seed=8), 2)
+    for a, b in zip(first, again):
+        for x, y in zip(a, b):
+            assert torch.equal(x, y)
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(first, other))
+
+
+def test_classifier_batches_are_reproducible_finite_and_carry_each_sources_class(sources):
+    both = [sources["thigh"], sources["leg"]]
+    x, y = next(classifier_batches(both, [0, 1], [0.5, 0.5], batch_size=6, seed=2))
+    x2, y2 = next(classifier_batches(both, [0, 1], [0.5, 0.5], batch_size=6, seed=2))
+    assert x.shape == (6, 1, 128, 128) and torch.isfinite(x).all()
+    assert set(y.tolist()) <= {0, 1}
+    assert torch.equal(x, x2) and torch.equal(y, y2)
