@@ -26,7 +26,8 @@ from lib.errors import UserError
 ROOT = Path(__file__).resolve().parents[1]
 BENCHES = {"networks": "bench.bench_networks", "infer": "bench.bench_infer", "incremental": "bench.bench_incremental",
            "scoring": "bench.bench_scoring", "concurrency": "bench.bench_concurrency",
-           "active_learning": "bench.bench_active_learning", "cohort": "bench.bench_cohort"}
+           "active_learning": "bench.bench_active_learning", "cohort": "bench.bench_cohort",
+           "real": "bench.bench_real"}
 
 
 def add_arguments(parser):

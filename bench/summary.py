@@ -76,6 +76,13 @@ def table_lines() -> list[list]:
         lines.append(["`main.py infer DIR`, compact", "2 shards × 1 thread + merge",
                       f"{cohort['volumes']} volumes 432×432×52, end to end", f"{two['wall_s']:.0f} s",
                       f"{two['volumes_per_min']} volumes/min", "cohort"])
+    real = _load("real")
+    if real:  # an accuracy check on real MRI, not a speed: its time is the whole run's
+        overall = real["overall"]
+        lines.append(["real MRI check", "5 real volumes + the real leg slice, via server",
+                      f"weights {real['weights'].split('+')[0]}", f"{real['seconds'] / 60:.0f} min",
+                      f"classifier min accuracy {overall['min_accuracy']:.3f} (target 0.99), leg slices routed thigh "
+                      f"{overall['leg_routed_thigh']}; see bench/results/real.md", "real"])
     al = _load("active_learning")
     if al:
         lines.append(["active-learning benchmark", f"{al['rounds']} rounds of {al['n']} slices", "whole run",

@@ -1,0 +1,271 @@
+"""Real MRI through the real server: regions, labels inside the limbs, overlays, the real leg slice.
+
+    .venv/bin/python -m bench.bench_real [--model-dir DIR] [--loo-weights DIR] [--epochs N] [--steps N]
+
+The five unlabelled real volumes of ``/work/shared/data/real_volumes`` (scanners and contrasts the
+phantoms only imitate) are served by ``python main.py serve`` and called as a viewer calls it.
+``POST /infer/classifier`` is scored per slice against ``bench/real_regions.csv``: thigh and leg
+slices are certain and scored; knee, ankle and none slices are only reported. ``POST
+/infer/muscle``'s labels are checked against a body mask of the image (the body threshold of
+``lib.transforms.weights`` on the robust-normalised image, holes filled per slice), against the
+volume's region, and drawn on 4 slices per volume for a person to judge. The real labelled leg
+slice is scored too, region forced and automatic; the shipped model trained on it, so that is a
+fit check. ``--loo-weights DIR`` (a ``segmentation_leg.pt`` from ``pretrain --real-slice-weight
+0``) adds the held-out Dice and the Dice after one incremental round on the slice's saved label.
+Writes ``bench/results/real.json``, ``real.md`` and ``real/<volume>.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import nibabel as nib  # noqa: E402
+import numpy as np  # noqa: E402
+import requests  # noqa: E402
+from scipy import ndimage as ndi  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import RESULTS, save_results  # noqa: E402
+from bench.bench_networks import machine  # noqa: E402
+from bench.real_report import markdown, overlay  # noqa: E402
+from lib.data.io import save_nifti  # noqa: E402
+from lib.data.phantoms.real_slice import STUDY_ID, load_real_slice  # noqa: E402
+from lib.evaluation.metrics import dice_per_class  # noqa: E402
+from lib.labels import REGIONS, SIDE_OFFSET, all_labels, region_labels  # noqa: E402
+from lib.models.catalog import NETWORKS, record_file, weight_file  # noqa: E402
+from lib.models.store import weights_version  # noqa: E402
+from lib.paths import SHARED_DATA, SHIPPED_WEIGHTS  # noqa: E402
+from lib.transforms.intensity import robust_normalize  # noqa: E402
+from lib.transforms.weights import body_mask  # noqa: E402
+from tests.conftest import Server  # noqa: E402
+from tests.server.test_infer_api import multipart  # noqa: E402
+from tests.tasks.test_train_incremental import save_label, stats, train  # noqa: E402
+
+VOLUMES = SHARED_DATA / "real_volumes"
+REGIONS_CSV = ROOT / "bench" / "real_regions.csv"
+CERTAIN = ("thigh", "leg")  # slices scored for accuracy; knee, ankle and none are only reported
+SKIN_MARGIN = 3  # px: labels this close to the body mask are skin partial volume, not a spill
+NO_BACKGROUND_SCORING = ["--conf", "auto_score_slices", "false"]  # it would share the 2 cores with the bench
+
+
+def expected_regions(n_slices: dict[str, int]) -> dict[str, list]:
+    """Per volume, the region ``real_regions.csv`` gives each slice (None: not listed)."""
+    out = {name: [None] * n for name, n in n_slices.items()}
+    with open(REGIONS_CSV) as f:
+        for row in csv.DictReader(f):
+            for k in range(int(row["first_slice"]), int(row["last_slice"]) + 1):
+                out[row["volume"]][k] = row["region"]
+    return out
+
+
+def check_slice_axis(path: Path) -> None:
+    """The CSV counts the file's own z; the server's slice numbers count the model grid's (foot to
+    head). They agree only when the file's third axis points to the head."""
+    codes = nib.aff2axcodes(nib.load(path).affine)
+    if codes[2] != "S":
+        raise SystemExit(f"{path.name}: axes {codes}: its slice numbers differ from the server's; "
+                         "bench_real reads only files with z pointing to the head")
+
+
+def infer(server, model: str, image: str, tmp: Path, params=None):
+    """``POST /infer/<model>``: the JSON result, and the label on the input grid when one comes back."""
+    r = requests.post(f"{server.url}/infer/{model}", params={"image": image},
+                      data={"params": json.dumps(params or {})}, timeout=3600)
+    r.raise_for_status()
+    if "multipart" not in r.headers["content-type"]:
+        return r.json(), None
+    parts = multipart(r)
+    (tmp / "pred.nii.gz").write_bytes(parts["image"])
+    return json.loads(parts["params"]), np.asarray(nib.load(tmp / "pred.nii.gz").dataobj)
+
+
+def classifier_scores(answer: dict, expected: list) -> dict:
+    """Routed region (after the volume's split) and the classifier's own call, per certain slice."""
+    routed = {s["slice"]: s["region"] for s in answer["slices"]}
+    flip = {"thigh": "leg", "leg": "thigh", None: None}
+    own = {k: flip[r] if k in answer["disagreeing_slices"] else r for k, r in routed.items()}
+    certain = [k for k, r in enumerate(expected) if r in CERTAIN]
+    not_scored: dict[str, Counter] = {}
+    for k, r in enumerate(expected):
+        if r not in CERTAIN:
+            not_scored.setdefault(r or "unlisted", Counter())[routed[k] or "no limb"] += 1
+    return {"certain_slices": len(certain),
+            "accuracy": round(sum(routed[k] == expected[k] for k in certain) / len(certain), 4),
+            "classifier_accuracy": round(sum(own[k] == expected[k] for k in certain) / len(certain), 4),
+            "wrong_slices": [k for k in certain if routed[k] != expected[k]],
+            "leg_routed_thigh": [k for k in certain if expected[k] == "leg" and routed[k] == "thigh"],
+            "thigh_routed_leg": [k for k in certain if expected[k] == "thigh" and routed[k] == "leg"],
+            "change_at_slice": answer["change_at_slice"], "disagreeing_slices": answer["disagreeing_slices"],
+            "empty_slices": answer["empty_slices"], "not_scored": {r: dict(c) for r, c in not_scored.items()},
+            "routed": [routed[k] for k in range(len(expected))]}
+
+
+def label_checks(norm: np.ndarray, label: np.ndarray, expected: list) -> dict:
+    """Labelled voxels outside the body, on slices without anatomy, and of the other region."""
+    body = np.stack([body_mask(norm[:, :, k]) for k in range(norm.shape[2])], 2)
+    plane = np.zeros((3, 3, 3), bool)
+    plane[:, :, 1] = ndi.generate_binary_structure(2, 1)
+    near = ndi.binary_dilation(body, plane, iterations=SKIN_MARGIN)
+    labelled = label > 0
+    total = int(labelled.sum())
+    names = {v: m for m, v in all_labels().items()}
+    counts = Counter(label[labelled].tolist())
+    muscles = {r: {names[v]: int(counts[v]) for v in sorted(region_labels(r).values()) if counts[v]} for r in REGIONS}
+    regions = {r for r in expected if r in CERTAIN}
+    other = {"thigh": "leg", "leg": "thigh"}[regions.pop()] if len(regions) == 1 else None
+    other_values = list(region_labels(other).values()) if other else []
+    other_mask = np.isin(label, other_values)
+    return {"labelled_voxels": total, "outside_body": int((labelled & ~body).sum()),
+            "outside_body_fraction": round(float((labelled & ~body).sum()) / max(total, 1), 5),
+            "beyond_skin_margin": int((labelled & ~near).sum()), "skin_margin_px": SKIN_MARGIN,
+            "on_none_slices": int(sum(labelled[:, :, k].sum() for k, r in enumerate(expected) if r in ("none", None))),
+            "other_region": other, "other_region_voxels": int(other_mask.sum()),
+            "other_region_slices": sorted({int(k) for k in np.nonzero(other_mask.any((0, 1)))[0]}),
+            "muscles": muscles}
+
+
+def real_volume(server, path: Path, expected: list, tmp: Path, figure: Path) -> dict:
+    name = path.name.removesuffix(".nii.gz")
+    answer, _ = infer(server, "classifier", name, tmp)
+    result, label = infer(server, "muscle", name, tmp)
+    scores = classifier_scores(answer, expected)
+    img = nib.load(path)
+    norm = robust_normalize(np.asarray(img.dataobj, np.float32)[None])[0]
+    overlay(figure, name, norm, label, img.affine, scores["routed"], expected)
+    routed_same = [s["region"] for s in result["classification"]["slices"]] == scores["routed"]
+    return {"shape": list(img.shape), "spacing_mm": [round(float(z), 3) for z in img.header.get_zooms()[:3]],
+            "classifier": scores, "muscle_routing_matches_classifier": routed_same,
+            "labels": label_checks(norm, label, expected)}
+
+
+def slice_dice(server, truth: np.ndarray, tmp: Path, params: dict) -> dict:
+    """Dice of the 6 leg muscles on the real slice; thigh labels there count against their muscle
+    only through the leg muscles they replace (mean_dice would add the thigh classes)."""
+    result, pred = infer(server, "muscle", STUDY_ID, tmp, params)
+    scores = dice_per_class(pred, truth, SIDE_OFFSET + 1)
+    per = {m: round(float(scores[v - 1]), 4) for m, v in region_labels("leg").items()}
+    region = result.get("classification", {}).get("region")
+    return {"mean_dice": round(float(np.mean(list(per.values()))), 4), "per_muscle": per, "region": region,
+            "thigh_voxels": int(((pred >= 1) & (pred < min(region_labels("leg").values()))).sum())}
+
+
+def both_ways(server, truth, tmp) -> dict:
+    return {"forced_leg": slice_dice(server, truth, tmp, {"region": "leg"}), "auto": slice_dice(server, truth, tmp, {})}
+
+
+def model_folder(tmp: Path, model_dir, loo_leg=None) -> Path:
+    """A throw-away live-model folder: copies of ``--model-dir``'s weights (a round may publish into
+    it; the user's folder stays as it was), the LOO leg segmenter over them; missing: shipped."""
+    if model_dir and not Path(model_dir).is_dir():
+        raise SystemExit(f"--model-dir {model_dir}: no such folder")
+    folder = tmp / ("model_loo" if loo_leg else "model")
+    folder.mkdir()
+    sources = {n: Path(model_dir) for n in NETWORKS} if model_dir else {}
+    if loo_leg:
+        sources["segmentation_leg"] = Path(loo_leg)
+    for network, source in sources.items():
+        for file in (weight_file(source, network), record_file(source, network)):
+            if file.is_file():
+                shutil.copy(file, folder / file.name)
+    if loo_leg and not weight_file(folder, "segmentation_leg").is_file():
+        raise SystemExit(f"--loo-weights {loo_leg}: no segmentation_leg.pt there")
+    return folder
+
+
+def weights_used(folder: Path) -> str:
+    files = {n: weight_file(folder, n) if weight_file(folder, n).is_file() else weight_file(SHIPPED_WEIGHTS, n)
+             for n in NETWORKS}
+    return weights_version(files)
+
+
+def loo_round(args, real, tmp: Path) -> dict:
+    """The leg segmenter that never saw the slice: its Dice, one round on the slice's label, again."""
+    folder = model_folder(tmp, args.model_dir, args.loo_weights)
+    studies = tmp / "loo_studies"
+    studies.mkdir()
+    save_nifti(studies / f"{STUDY_ID}.nii.gz", real.image, real.affine)
+    params = {k: v for k, v in (("epochs", args.epochs), ("steps_per_epoch", args.steps)) if v}
+    weights = weights_used(folder)  # before the round publishes into the folder
+    with Server(studies, tmp / "loo_server.log", NO_BACKGROUND_SCORING, model_dir=folder) as server:
+        before = both_ways(server, real.label, tmp)
+        # as Slicer's Submit Label: the whole slice is the annotators' truth
+        save_label(server, STUDY_ID, real.label, real.affine, {"annotated_slices": [0]}, tmp).raise_for_status()
+        start = time.time()
+        task = train(server, "segmentation_leg", params, timeout=3600)
+        wall = time.time() - start
+        outcome = stats(server, "segmentation_leg").get("results", {}).get("segmentation_leg", {})
+        after = both_ways(server, real.label, tmp)
+    return {"weights": weights, "weights_after_round": weights_used(folder), "train_params": params or "defaults",
+            "task_status": task["status"],
+            "round_seconds": round(wall, 1), "status": outcome.get("status"), "reason": outcome.get("reason"),
+            "before": before, "after_one_round": after}
+
+
+def run(args) -> dict:
+    paths = sorted(VOLUMES.glob("*.nii.gz"))
+    for path in paths:
+        check_slice_axis(path)
+    expected = expected_regions({p.name.removesuffix(".nii.gz"): nib.load(p).shape[2] for p in paths})
+    start = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        studies = tmp / "studies"
+        studies.mkdir()
+        for path in paths:
+            shutil.copy(path, studies / path.name)
+        real = load_real_slice()
+        save_nifti(studies / f"{STUDY_ID}.nii.gz", real.image, real.affine)
+        folder = model_folder(tmp, args.model_dir)
+        (RESULTS / "real").mkdir(parents=True, exist_ok=True)
+        with Server(studies, tmp / "server.log", NO_BACKGROUND_SCORING, model_dir=folder) as server:
+            volumes = {}
+            for path in paths:
+                name = path.name.removesuffix(".nii.gz")
+                print(f"  {name}", flush=True)
+                volumes[name] = real_volume(server, path, expected[name], tmp, RESULTS / "real" / f"{name}.png")
+            real_slice = both_ways(server, real.label, tmp)
+        loo = loo_round(args, real, tmp) if args.loo_weights else None
+    accuracies = [v["classifier"]["accuracy"] for v in volumes.values()]
+    return {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "seconds": round(time.time() - start, 1),
+            "weights": weights_used(folder), "model_dir": str(args.model_dir or "weights/ (shipped)"),
+            "volumes": volumes,
+            "overall": {"min_accuracy": min(accuracies), "target_min_accuracy": 0.99,
+                        "leg_routed_thigh": sum(len(v["classifier"]["leg_routed_thigh"]) for v in volumes.values()),
+                        "thigh_routed_leg": sum(len(v["classifier"]["thigh_routed_leg"]) for v in volumes.values()),
+                        "max_outside_body_fraction": max(v["labels"]["outside_body_fraction"] for v in volumes.values())},
+            "real_slice": {"note": "shipped model (trained on this slice: not a held-out score)", **real_slice},
+            "loo": loo}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", type=Path, help="weights to serve (default: the shipped weights/)")
+    parser.add_argument("--loo-weights", type=Path,
+                        help="folder with a segmentation_leg.pt that never saw the real slice")
+    parser.add_argument("--epochs", type=int, help="epochs of the LOO round (default: the server's)")
+    parser.add_argument("--steps", type=int, help="steps per epoch of the LOO round (default: the server's)")
+    args = parser.parse_args()
+    if not VOLUMES.is_dir():
+        print(f"bench real: skipped, no real data at {SHARED_DATA}")
+        return
+    res = run(args)
+    text = markdown(res, RESULTS / "real.md")
+    save_results("real", res, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
