@@ -107,9 +107,8 @@ def is_current(record: dict | None, digest: str, run: CohortRun) -> bool:
 
 
 def flagged_slices(classification: dict) -> list[int]:
-    """The slices the routing flags: those where the classifier disagrees with the region split
-    (older engines: those whose decision the smoothing overruled)."""
-    return list(classification.get("disagreeing_slices", classification.get("smoothed_slices", [])) or [])
+    """The slices the routing flags: those where the classifier disagrees with the region split."""
+    return list(classification.get("disagreeing_slices") or [])
 
 
 def fat_fraction_means(label: np.ndarray, water: np.ndarray, fat: np.ndarray) -> dict[int, float]:
