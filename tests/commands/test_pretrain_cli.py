@@ -12,6 +12,10 @@ from lib.training.pretrain import parse_stages
 from tests.conftest import ROOT
 
 
+# A one-line error comes before any training, but torch and MONAI take long to import on a loaded machine.
+ERROR_TIMEOUT = 300
+
+
 def pretrain(*args, timeout=600):
     return subprocess.run([sys.executable, str(ROOT / "main.py"), "pretrain", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
@@ -25,7 +29,7 @@ def test_stages_parse_and_bad_ones_are_named():
 
 
 def test_bad_stage_is_a_one_line_error_and_writes_nothing(tmp_path):
-    proc = pretrain("--leg-stages", "10@fast", "--out", str(tmp_path / "w"), timeout=120)
+    proc = pretrain("--leg-stages", "10@fast", "--out", str(tmp_path / "w"), timeout=ERROR_TIMEOUT)
     assert proc.returncode == 2 and "--leg-stages: stage '10@fast'" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
 
@@ -61,6 +65,6 @@ def test_tiny_classifier_run_records_its_weight_average(tmp_path):
     (("--classifier-lr", "0"), "--classifier-lr must be between 0 and 1"),
 ])
 def test_bad_classifier_settings_are_one_line_errors(tmp_path, args, message):
-    proc = pretrain(*args, "--out", str(tmp_path / "w"), timeout=120)
+    proc = pretrain(*args, "--out", str(tmp_path / "w"), timeout=ERROR_TIMEOUT)
     assert proc.returncode == 2 and message in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
