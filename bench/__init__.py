@@ -4,6 +4,9 @@ import json
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# Server option for benches that time one request: background slice scoring would share the 2 cores
+# with it (and write into the studies folder while the bench removes it).
+NO_BACKGROUND_SCORING = ["--conf", "auto_score_slices", "false"]
 
 
 def save_results(name: str, data: dict, markdown: str) -> None:

@@ -28,6 +28,7 @@ import requests  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import NO_BACKGROUND_SCORING  # noqa: E402
 from bench.bench_networks import machine  # noqa: E402
 from lib.data.io import save_nifti  # noqa: E402
 from lib.data.phantoms.phantom import generate_phantom  # noqa: E402
@@ -56,7 +57,7 @@ def run(params: dict) -> dict:
         studies.mkdir()
         phantom = generate_phantom("thigh", 20_009, n_slices=16, severity="severe", spacing=(1.037037, 1.037037, 5.0))
         save_nifti(studies / f"{SUBJECT}.nii.gz", phantom.image, phantom.affine)
-        server = Server(studies, tmp / "server.log")
+        server = Server(studies, tmp / "server.log", NO_BACKGROUND_SCORING)
         try:
             server.wait_ready()
             before = uncorrected_dice(server, phantom.label, tmp)

@@ -27,6 +27,7 @@ import requests  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import NO_BACKGROUND_SCORING  # noqa: E402
 from bench.bench_networks import machine  # noqa: E402
 from lib.data.io import save_nifti  # noqa: E402
 from lib.data.phantoms.phantom import generate_phantom  # noqa: E402
@@ -55,7 +56,7 @@ def run(repeats: int, preset: str = "compact") -> dict:
         model_dir = Path(tmp) / "model"
         if preset == "paper":
             paper_weights(model_dir)
-        server = Server(studies, Path(tmp) / "server.log", model_dir=model_dir)
+        server = Server(studies, Path(tmp) / "server.log", NO_BACKGROUND_SCORING, model_dir=model_dir)
         try:
             server.wait_ready()
             url = f"{server.url}/infer/muscle"

@@ -38,7 +38,7 @@ from scipy import ndimage as ndi  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import RESULTS, save_results  # noqa: E402
+from bench import NO_BACKGROUND_SCORING, RESULTS, save_results  # noqa: E402
 from bench.bench_networks import machine  # noqa: E402
 from bench.real_report import markdown, overlay  # noqa: E402
 from lib.data.io import save_nifti  # noqa: E402
@@ -58,7 +58,6 @@ VOLUMES = SHARED_DATA / "real_volumes"
 REGIONS_CSV = ROOT / "bench" / "real_regions.csv"
 CERTAIN = ("thigh", "leg")  # slices scored for accuracy; knee, ankle and none are only reported
 SKIN_MARGIN = 3  # px: labels this close to the body mask are skin partial volume, not a spill
-NO_BACKGROUND_SCORING = ["--conf", "auto_score_slices", "false"]  # it would share the 2 cores with the bench
 
 
 def expected_regions(n_slices: dict[str, int]) -> dict[str, list]:
