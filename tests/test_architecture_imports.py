@@ -103,3 +103,12 @@ def test_the_checker_sees_upward_imports_also_inside_functions(tmp_path, monkeyp
     assert imported_modules(lib / "run.py") == [(2, "lib.configs.base.X")]
     with pytest.raises(AssertionError, match="lib.configs.base.X \\(configs\\) is above evaluation"):
         test_imports_point_down(lib / "run.py")
+
+
+def test_test_modules_have_unique_names():
+    """tests/ mirrors lib/ without packages, so pytest imports each test file as a top-level module
+    by its file name: two files of one name stop the whole run at collection (CI did, once)."""
+    names: dict[str, list[str]] = {}
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        names.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert not {name: paths for name, paths in names.items() if len(paths) > 1}
