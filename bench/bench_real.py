@@ -91,9 +91,15 @@ def infer(server, model: str, image: str, tmp: Path, params=None):
     return json.loads(parts["params"]), np.asarray(nib.load(tmp / "pred.nii.gz").dataobj)
 
 
+def routed_regions(answer: dict) -> dict:
+    """Slice -> the region whose segmenter gets it; None for a slice without a limb (none does)."""
+    empty = set(answer["empty_slices"])
+    return {s["slice"]: None if s["slice"] in empty else s["region"] for s in answer["slices"]}
+
+
 def classifier_scores(answer: dict, expected: list) -> dict:
     """Routed region (after the volume's split) and the classifier's own call, per certain slice."""
-    routed = {s["slice"]: s["region"] for s in answer["slices"]}
+    routed = routed_regions(answer)
     flip = {"thigh": "leg", "leg": "thigh", None: None}
     own = {k: flip[r] if k in answer["disagreeing_slices"] else r for k, r in routed.items()}
     certain = [k for k, r in enumerate(expected) if r in CERTAIN]
@@ -144,7 +150,7 @@ def real_volume(server, path: Path, expected: list, tmp: Path, figure: Path) -> 
     img = nib.load(path)
     norm = robust_normalize(np.asarray(img.dataobj, np.float32)[None])[0]
     overlay(figure, name, norm, label, img.affine, scores["routed"], expected)
-    routed_same = [s["region"] for s in result["classification"]["slices"]] == scores["routed"]
+    routed_same = list(routed_regions(result["classification"]).values()) == scores["routed"]
     return {"shape": list(img.shape), "spacing_mm": [round(float(z), 3) for z in img.header.get_zooms()[:3]],
             "classifier": scores, "muscle_routing_matches_classifier": routed_same,
             "labels": label_checks(norm, label, expected)}

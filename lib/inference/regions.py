@@ -6,8 +6,11 @@ leg below and thigh above that is most likely under the classifier's per-slice p
 with a penalty (``CHANGE_PENALTY``) for a change inside the volume, so that a short run of
 confident but wrong slices cannot cut a leg in two. A sliding majority (the earlier
 ``region_window``) let a run of 24 wrong slices through on a real calf. Slices where the
-classifier disagrees with the split are listed in ``disagreeing_slices``; slices with no limb
-(``nan`` probability) get no region and no segmenter.
+classifier disagrees with the split are listed in ``disagreeing_slices``. Slices with no limb
+(``nan`` probability: a slab's faded end, air) are listed in ``empty_slices`` and go to no
+segmenter; in the answer they still carry the region of the part of the volume they lie in and
+a probability of 0.5 (the classifier saw nothing), so that every slice has a region a client can
+count, as before limbs were found.
 
 A request may force the region (``region`` = "thigh" / "leg"): every slice then goes to that
 region's segmenter and the classifier does not run.
@@ -50,6 +53,17 @@ def split_regions(p_thigh: np.ndarray, slices: list[int]) -> np.ndarray:
     return out
 
 
+def regions_by_position(regions: np.ndarray, slices: list[int]) -> np.ndarray:
+    """``regions`` with each slice without a limb (-1) given the region of the nearest slice with
+    one along z (the part of the volume it lies in); all -1 stays -1 where no slice has a limb."""
+    known = np.flatnonzero(regions >= 0)
+    if not known.size:
+        return regions
+    z = np.asarray(slices)
+    nearest = known[np.abs(z[:, None] - z[known][None, :]).argmin(1)]
+    return np.where(regions >= 0, regions, regions[nearest])
+
+
 def region_summary(p_thigh: np.ndarray, slices: list[int]) -> dict:
     """Per-slice region and the probability the classifier gave it, the volume's region (the one
     with more slices), the slices where the classifier disagrees with the split, and MONAI
@@ -68,9 +82,9 @@ def region_summary(p_thigh: np.ndarray, slices: list[int]) -> dict:
         "change_at_slice": change[0] if change else None,
         "disagreeing_slices": [int(k) for k, r, o, f in zip(slices, regions, own, found) if f and r != o],
         "empty_slices": [int(k) for k, f in zip(slices, found) if not f],
-        "slices": [{"slice": int(k), "region": REGIONS[r] if r >= 0 else None,
-                    "probability": round(float(p[r]), 4) if r >= 0 else None}
-                   for k, r, p in zip(slices, regions, probabilities)],
+        "slices": [{"slice": int(k), "region": REGIONS[r] if r >= 0 else REGIONS[int(place)] if place >= 0 else None,
+                    "probability": round(float(p[r]), 4) if r >= 0 else 0.5}
+                   for k, r, p, place in zip(slices, regions, probabilities, regions_by_position(regions, slices))],
         "prediction": [{"idx": i, "label": name,
                         "score": round(float(np.nanmean(probabilities[:, i])), 4) if found.any() else 0.0}
                        for i, name in enumerate(REGIONS)],
@@ -87,5 +101,7 @@ def route(slices: list[int], region: str = "auto", p_thigh: np.ndarray | None = 
     """
     if region == "auto":
         summary = region_summary(p_thigh, slices)
-        return summary, {r: [s["slice"] for s in summary["slices"] if s["region"] == r] for r in REGIONS}
+        empty = set(summary["empty_slices"])
+        return summary, {r: [s["slice"] for s in summary["slices"] if s["region"] == r and s["slice"] not in empty]
+                         for r in REGIONS}
     return {"region": region, "forced": True}, {r: list(slices) if r == region else [] for r in REGIONS}

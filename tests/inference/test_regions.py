@@ -41,7 +41,7 @@ def test_a_leg_volume_is_never_split_by_a_run_of_weak_misses():
     assert set(split_regions(p_thigh, list(range(95))).tolist()) == {LEG}
 
 
-def test_slices_without_a_limb_get_no_region_and_selected_slices_keep_their_order():
+def test_slices_without_a_limb_get_no_segmenter_and_selected_slices_keep_their_order():
     p_thigh = np.array([np.nan, 0.99, 0.1, np.nan, 0.2])
     slices = [9, 7, 2, 5, 3]  # any order: the split runs along z
     regions = split_regions(p_thigh, slices)
@@ -50,7 +50,11 @@ def test_slices_without_a_limb_get_no_region_and_selected_slices_keep_their_orde
     assert summary["empty_slices"] == [9, 5]
     assert summary["change_at_slice"] == 7
     assert summary["slice_counts"] == {"thigh": 1, "leg": 2}
-    assert summary["slices"][0] == {"slice": 9, "region": None, "probability": None}
+    # in the answer a limbless slice still has a region to count: its part of the volume (slice 9 is
+    # above the change at 7), with probability 0.5; no segmenter gets it
+    assert summary["slices"][0] == {"slice": 9, "region": "thigh", "probability": 0.5}
+    _, routed = route(slices, "auto", p_thigh)
+    assert routed == {"thigh": [7], "leg": [2, 3]}
 
 
 def test_slices_where_the_classifier_disagrees_with_the_split_are_named():
@@ -70,3 +74,9 @@ def test_routing_follows_the_split_or_a_forced_region():
     summary, routed = route(slices, "leg")
     assert summary == {"region": "leg", "forced": True}
     assert routed == {"thigh": [], "leg": slices}
+
+
+def test_a_volume_without_any_limb_has_no_region():
+    summary = region_summary(np.array([np.nan, np.nan]), [0, 1])
+    assert summary["region"] is None and [s["region"] for s in summary["slices"]] == [None, None]
+    assert summary["empty_slices"] == [0, 1]
