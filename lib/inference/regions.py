@@ -82,7 +82,7 @@ def region_summary(p_thigh: np.ndarray, slices: list[int]) -> dict:
         "change_at_slice": change[0] if change else None,
         "disagreeing_slices": [int(k) for k, r, o, f in zip(slices, regions, own, found) if f and r != o],
         "empty_slices": [int(k) for k, f in zip(slices, found) if not f],
-        "slices": [{"slice": int(k), "region": REGIONS[r] if r >= 0 else REGIONS[int(place)] if place >= 0 else None,
+        "slices": [{"slice": int(k), "region": REGIONS[place] if place >= 0 else None,
                     "probability": round(float(p[r]), 4) if r >= 0 else 0.5}
                    for k, r, p, place in zip(slices, regions, probabilities, regions_by_position(regions, slices))],
         "prediction": [{"idx": i, "label": name,
