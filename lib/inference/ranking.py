@@ -21,6 +21,11 @@ import numpy as np
 SPREAD = 3  # slices over which an annotated slice damps its neighbours' scores
 IMAGE_DAMPING = 0.5  # each annotated slice of an image divides its scores by (1 + this)
 TYPICALITY_POWER = 1.0  # uncertainty x typicality^this, where scores carry a typicality
+# Power acquisition draws in proportion to score^this. Kirsch et al.'s default of 1 suits scores
+# spanning orders of magnitude; our mean entropies span less than a factor of 2 across a pool
+# (0.45-0.79 for the shipped thigh segmenter on 48 fat-dark slices), where 1 is almost uniform
+# random. With 8, a slice 1.7 times as uncertain is drawn about 70 times as often.
+POWER_BETA = 8.0
 
 
 def pick_spread(ranked: list[tuple[float, int]], n: int) -> list[int]:
@@ -58,16 +63,28 @@ def pick_stratified(ranked: list[tuple[float, int]], n: int) -> list[int]:
     return sorted(chosen, key=order.get)
 
 
-def choose_image(candidates, n: int, region: str | None = None):
+def power_noised(ranked: list[tuple[float, int]], rng, beta: float = POWER_BETA) -> list[tuple[float, int]]:
+    """``ranked`` with each score times ``exp(G / beta)``, ``G`` ~ Gumbel(0, 1), best first again:
+    the top of it is a draw in proportion to ``score ** beta`` (see module doc)."""
+    if not ranked:
+        return ranked
+    gumbel = -np.log(-np.log(rng.uniform(1e-12, 1.0, len(ranked))))
+    return sorted(((v * float(np.exp(g / beta)), k) for (v, k), g in zip(ranked, gumbel)), reverse=True)
+
+
+def choose_image(candidates, n: int, region: str | None = None, rng=None):
     """The image to annotate next among ``candidates`` = ``(key, slice scores, annotated set)``.
 
     Returns ``(key, slices, value)`` for the image whose stratified picks have the
     highest summed adjusted score (divided by ``n``: an image that can offer fewer slices
-    counts its missing ones as zero), or None when no image has a candidate slice.
+    counts its missing ones as zero), or None when no image has a candidate slice. With a
+    numpy ``rng`` the scores are power-noised first (``power_noised``), images and slices alike.
     """
     best = None
     for key, scores, done in candidates:
         ranked = rank_slices(scores, done, region)
+        if rng is not None:
+            ranked = power_noised(ranked, rng)
         slices = pick_stratified(ranked, n)
         if not slices:
             continue

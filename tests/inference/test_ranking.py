@@ -3,8 +3,10 @@
 import random
 from collections import Counter
 
-from lib.inference.ranking import (choose_image, draw_foreground, pick_spread, pick_stratified, rank_slices,
-                                   tissue_scores)
+import numpy as np
+
+from lib.inference.ranking import (POWER_BETA, choose_image, draw_foreground, pick_spread, pick_stratified,
+                                   power_noised, rank_slices, tissue_scores)
 
 
 def test_pick_spread_takes_the_best_slices_never_adjacent():
@@ -69,3 +71,32 @@ def test_an_unscored_image_offers_its_largest_cross_sections_spread_along_the_li
     key, picks, _ = choose_image([("unscored", scores, set())], 2)
     assert key == "unscored" and sorted(picks) == [2, 5]  # the largest of each half
     assert choose_image([("unscored", scores, set())], 2, region="thigh") is None
+
+
+def test_power_noising_draws_in_proportion_to_score_to_the_power_beta():
+    scores = ranked({0: 0.5, 1: 0.6, 2: 0.75})
+    rng = np.random.default_rng(1)
+    tops = Counter(power_noised(scores, rng)[0][1] for _ in range(6000))
+    expected = np.array([0.5, 0.6, 0.75]) ** POWER_BETA
+    expected = expected / expected.sum()
+    for k in range(3):
+        assert abs(tops[k] / 6000 - expected[k]) < 0.02, (k, tops[k] / 6000, expected[k])
+    assert tops[2] > tops[1] > tops[0] > 0  # the most uncertain most often, the others still drawn
+    again = power_noised(scores, np.random.default_rng(7)), power_noised(scores, np.random.default_rng(7))
+    assert again[0] == again[1]  # the same seed, the same draw
+    assert power_noised([], rng) == []
+
+
+def test_power_noised_image_choice_still_favours_the_uncertain_image_and_never_picks_annotated_slices():
+    def slices(values):
+        return [{"slice": k, "score": v, "region": "thigh", "empty": False} for k, v in enumerate(values)]
+
+    sure, unsure = slices([0.4] * 10), slices([0.5] * 10)
+    rng = np.random.default_rng(3)
+    wins = Counter(choose_image([("sure", sure, set()), ("unsure", unsure, set())], 4, rng=rng)[0]
+                   for _ in range(300))
+    assert wins["unsure"] > 250 and wins["sure"] > 0  # a draw, not the argmax: the surer image is offered too
+    for _ in range(50):
+        key, picks, _ = choose_image([("long", slices([0.5] * 16), {2, 3})], 4, rng=rng)
+        assert len(picks) == 4 and not set(picks) & {2, 3}
+        assert all(abs(a - b) > 1 for a in picks for b in picks if a != b)
