@@ -1,27 +1,44 @@
 """Does slice-level active learning save annotation work? A simulated annotation loop.
 
-    .venv/bin/python -m bench.bench_active_learning [--seeds 3] [--rounds 4] [--n 4]
+    .venv/bin/python -m bench.bench_active_learning [--scenario new_site] [--seeds 3] [--rounds 8] [--n 4]
 
-As the issue sets it: the live model is weak, a thigh segmenter trained from scratch on a few
-phantoms (``--weak-subjects``, the same subjects the incremental round replays, so that any
-gain comes from the annotated slices). A pool of unlabelled thigh subjects of every severity
-(12 slices each) waits for annotation. Each round the strategy names ``n`` slices (one image
-per request, as the server answers), their true labels are "saved", and one incremental round
-(``lib.training.incremental``, the train task's code, publish guard included) fine-tunes the
-live model on every slice annotated so far. Mean Dice on held-out phantoms of every severity
-after each round gives the learning curve. ``uncertain_slices`` (MC-dropout ranking,
-``lib.inference.ranking``) against slice-level ``random``, over several seeds; the weak
-model is the same for all. ``--start shipped`` starts instead from the shipped weights on a
-cohort of severe fat infiltration only (the earlier set-up, where neither strategy gained).
-``--strategies ... typical_uncertain`` adds the experiment of weighing uncertainty by the
-typicality of each slice among the pool (``lib.inference.uncertainty.typicality``; tried,
-not served). Writes ``bench/results/<--name>.{json,md,png}`` (default ``active_learning``),
-with what each strategy picked (limb ends, severities).
+Each round a strategy names ``n`` slices of one image (as the server answers), their true
+labels are "saved", and one incremental round (``lib.training.incremental``, the train task's
+code, publish guard included) fine-tunes the live model on every slice annotated so far.
+Mean Dice on held-out thigh phantoms after each round gives the learning curve. Every seed
+draws its own pool (other phantom subjects) as well as its own training noise.
+
+Scenarios (``--scenario``):
+
+- ``new_site`` (default, the real use): the live model is the shipped thigh segmenter, trained
+  on the phantoms' own GRE-like contrast, and a new site scans with another one: pool, the
+  site's validation image (what the train task's guard splits off a user's images) and the
+  held-out test set are the same phantom anatomy rendered in a held-out contrast family
+  (``--style``, default ``fat_dark``: Dixon water, fat-saturated, STIR) by the randomised
+  renderer (``lib.data.phantoms.synthetic.render``), one appearance per volume. The shipped
+  model scores about 0.17 there against 0.89 on its own contrast.
+- ``weak``: a thigh segmenter trained from scratch on a few phantoms (``--weak-subjects``, the
+  subjects the round replays) meets a pool of every severity in the phantoms' own contrast.
+- ``shipped``: the shipped weights on a cohort of severe fat infiltration only (neither
+  strategy gained there).
+
+Strategies: ``random`` and ``foreground_random`` (the served baselines, same draws as
+``lib.tasks.strategy_slices``); ``uncertain_slices`` (MC-dropout ranking, stratified along the
+limb, ``lib.inference.ranking.choose_image``); ``power_uncertain`` (the same ranking with power
+noising: drawn in proportion to score^beta, ClaSP PE / Kirsch et al.); ``typical_then_uncertain``
+(a budget-aware switch: the most typical slices of the pool, TypiClust's k-NN density of encoder
+features, until ``--switch`` slices are annotated, then uncertain_slices); ``typical_uncertain``
+(uncertainty x typicality). Each strategy's loops all start from the same live model, whose
+held-out Dice and pool scores are cached per model file. Writes
+``bench/results/<--name>.{json,md,png}`` (default ``active_learning``, or
+``active_learning_<scenario>`` for another scenario) with the curves (mean ± sd), the slices
+each strategy needs to reach random's final Dice, and what each strategy picked.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -39,8 +56,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_networks import machine  # noqa: E402
 from lib.data.phantoms.phantom import SEVERITIES, generate_phantom  # noqa: E402
-from lib.inference.ranking import choose_image, pick_spread  # noqa: E402
-from lib.inference.uncertainty import entropy_scores, slice_embeddings, typicality  # noqa: E402
+from lib.data.phantoms.synthetic import FAMILIES, render  # noqa: E402
+from lib.inference.ranking import choose_image, draw_foreground, pick_spread  # noqa: E402
+from lib.inference.uncertainty import MIN_BODY_FRACTION, entropy_scores, slice_embeddings, typicality  # noqa: E402
 from lib.models.cache import load_network  # noqa: E402
 from lib.models.catalog import segmenter_name, weight_file  # noqa: E402
 from lib.models.registry import ModelRegistry  # noqa: E402
@@ -50,19 +68,38 @@ from lib.training.pretrain import PHANTOM_SPACING, SEED_BASE, PretrainPlan, phan
 from lib.training.slices import SliceSet  # noqa: E402
 from lib.training.validation import segmenter_mean_dice  # noqa: E402
 from lib.transforms.preprocess import volume_to_model_grid  # noqa: E402
+from lib.transforms.weights import BODY_THRESHOLD  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 THIGH_SEGMENTER = segmenter_name("thigh")
 POOL_SEED_BASE = 9_000  # inside the training seed range, unused by the shipped weights (0-47)
+POOL_SEED_STEP = 100  # each loop seed draws its pool from its own block of subjects
+SITE_VAL_SEED = SEED_BASE["val"] + 500  # the site's validation image: beyond the phantom validation set
+STYLE_SEED = 7  # appearance draws of restyled subjects (one per subject)
+SCENARIOS = ("new_site", "weak", "shipped")
+STRATEGIES = ("random", "foreground_random", "uncertain_slices", "power_uncertain", "typical_then_uncertain",
+              "typical_uncertain")
+# What one run within about an hour on 2 cores holds (3 seeds x 8 rounds each); the others via --strategies.
+DEFAULT_STRATEGIES = ("random", "uncertain_slices", "power_uncertain")
 
 
-def thigh_subjects(seeds, severity: str | None, slices: int, prefix: str) -> list[SliceSet]:
-    """Thigh phantoms on the model grid, one ``SliceSet`` each; severity None: cycle all three."""
+def restyled(phantom, family: str) -> np.ndarray:
+    """The phantom's anatomy rendered in a contrast ``family``: one appearance for the whole
+    volume (the same draws for every slice), as one site's protocol gives."""
+    slices = [render(phantom.tissue[..., k], phantom.label[..., k], np.random.default_rng([STYLE_SEED, phantom.seed]),
+                     family, mm=PHANTOM_SPACING[0]) for k in range(phantom.image.shape[2])]
+    return np.stack(slices, -1)
+
+
+def thigh_subjects(seeds, severity: str | None, slices: int, prefix: str, style: str | None = None) -> list[SliceSet]:
+    """Thigh phantoms on the model grid, one ``SliceSet`` each; severity None: cycle all three;
+    style: a contrast family to render them in (None: the phantoms' own contrast)."""
     out = []
     for i, seed in enumerate(seeds):
         phantom = generate_phantom("thigh", seed, n_slices=slices, severity=severity or SEVERITIES[i % len(SEVERITIES)],
                                    spacing=PHANTOM_SPACING)
-        image, label = volume_to_model_grid(phantom.image, phantom.label, phantom.affine)
+        image = phantom.image if style is None else restyled(phantom, style)
+        image, label = volume_to_model_grid(image, phantom.label, phantom.affine)
         out.append(SliceSet.from_volume(image, label, f"{prefix}_{seed}"))
     return out
 
@@ -76,39 +113,70 @@ def weak_model(out: Path, subjects: int, epochs: int) -> Path:
     return weight_file(out, THIGH_SEGMENTER)
 
 
-def choose(strategy: str, live: Path, pool: list[SliceSet], done: list[set], n: int, rng: random.Random):
+class ModelCache:
+    """Per model file (by content): its held-out Dice and its pool scores and features, so that
+    the loops of every strategy, which all start from the same live model, compute them once."""
+
+    def __init__(self):
+        self.values: dict[tuple, object] = {}
+
+    def get(self, path: Path, what: str, compute):
+        key = (hashlib.sha256(Path(path).read_bytes()).hexdigest(), what)
+        if key not in self.values:
+            self.values[key] = compute(load_network(str(path))[0])
+        return self.values[key]
+
+
+def tissue_fractions(subject: SliceSet) -> list[float]:
+    return (subject.images[:, 0] > BODY_THRESHOLD).float().flatten(1).mean(1).tolist()
+
+
+def choose(strategy: str, live: Path, pool: list[SliceSet], done: list[set], n: int, rng: random.Random,
+           noise: np.random.Generator, cache: ModelCache, pool_key: str, switch: int):
     """(subject, slices) the strategy asks for next."""
-    if strategy == "random":
-        subjects = [i for i in range(len(pool)) if len(done[i]) < len(pool[i])]
-        i = rng.choice(subjects)
+    open_subjects = [i for i in range(len(pool)) if len(done[i]) < len(pool[i])]
+    if strategy == "random":  # as lib.tasks.strategy_slices.RandomSlices
+        i = rng.choice(open_subjects)
         free = [k for k in range(len(pool[i])) if k not in done[i]]
         rng.shuffle(free)
         return i, pick_spread([(0.0, k) for k in free], n)
-    model, _ = load_network(str(live))
-    candidates = []
-    for i, subject in enumerate(pool):
-        values = entropy_scores(model, subject.images).tolist()
-        candidates.append((i, [{"slice": k, "score": v, "region": "thigh", "empty": False}
-                               for k, v in enumerate(values)], done[i]))
-    if strategy == "typical_uncertain":  # density over the pool's unannotated slices
+    if strategy == "foreground_random":  # as lib.tasks.strategy_slices.ForegroundRandomSlices
+        i = rng.choice(open_subjects)
+        return i, draw_foreground(tissue_fractions(pool[i]), done[i], n, rng, MIN_BODY_FRACTION)
+    annotated = sum(len(d) for d in done)
+    typical_phase = strategy == "typical_then_uncertain" and annotated < switch
+    if typical_phase or strategy == "typical_uncertain":  # k-NN density over the pool's unannotated slices
+        embeddings = cache.get(live, f"embeddings {pool_key}",
+                               lambda m: [slice_embeddings(m, subject.images).numpy() for subject in pool])
         free = [(i, k) for i, subject in enumerate(pool) for k in range(len(subject)) if k not in done[i]]
-        embeddings = {i: slice_embeddings(model, subject.images).numpy() for i, subject in enumerate(pool)}
-        typical = typicality(np.stack([embeddings[i][k] for i, k in free]))
-        for (i, k), t in zip(free, typical):
-            candidates[i][1][k]["typicality"] = float(t)
-    subject, slices, _ = choose_image(candidates, n)
+        typical = dict(zip(free, typicality(np.stack([embeddings[i][k] for i, k in free]))))
+    if typical_phase:
+        values = [[typical.get((i, k), 0.0) for k in range(len(subject))] for i, subject in enumerate(pool)]
+    else:
+        values = cache.get(live, f"entropy {pool_key}",
+                           lambda m: [entropy_scores(m, subject.images).tolist() for subject in pool])
+    candidates = []
+    for i, subject_values in enumerate(values):
+        scores = [{"slice": k, "score": v, "region": "thigh", "empty": False} for k, v in enumerate(subject_values)]
+        if strategy == "typical_uncertain":
+            for s in scores:
+                s["typicality"] = float(typical.get((i, s["slice"]), 0.0))
+        candidates.append((i, scores, done[i]))
+    subject, slices, _ = choose_image(candidates, n, rng=noise if strategy == "power_uncertain" else None)
     return subject, slices
 
 
-def run_loop(strategy: str, seed: int, weak: Path, pool, held_out: SliceSet, rounds: int, n: int, settings) -> list:
-    rng = random.Random(seed)
+def run_loop(strategy: str, seed: int, live: Path, pool, pool_key: str, held_out: SliceSet, site_val: SliceSet,
+             rounds: int, n: int, settings: dict, cache: ModelCache, switch: int) -> tuple[list, list, list]:
+    rng, noise = random.Random(seed), np.random.default_rng([seed, 1])
+    held_out_dice = lambda path: cache.get(path, "held-out Dice", lambda m: segmenter_mean_dice(m, held_out, "thigh"))  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
-        registry = ModelRegistry(tmp, THIGH_SEGMENTER, weak)
+        registry = ModelRegistry(tmp, THIGH_SEGMENTER, live)
         done = [set() for _ in pool]
-        curve = [(0, segmenter_mean_dice(load_network(str(weak))[0], held_out, "thigh"))]
-        picks = []
+        curve = [(0, held_out_dice(live))]
+        picks, statuses = [], []
         for r in range(rounds):
-            subject, slices = choose(strategy, registry.current(), pool, done, n, rng)
+            subject, slices = choose(strategy, registry.current(), pool, done, n, rng, noise, cache, pool_key, switch)
             picks.append([int(subject), [int(k) for k in slices]])
             done[subject] |= set(slices)
             train = SliceSet.empty()
@@ -117,53 +185,89 @@ def run_loop(strategy: str, seed: int, weak: Path, pool, held_out: SliceSet, rou
                     keep = sorted(done[i])
                     train = train + SliceSet(subject_slices.images[keep], subject_slices.labels[keep],
                                              subject_slices.weights[keep], [subject_slices.sources[k] for k in keep])
-            result = run_round(THIGH_SEGMENTER, registry, train, SliceSet.empty(),
-                               RoundSettings(**{**settings, "seed": seed}))
-            dice = segmenter_mean_dice(load_network(str(registry.current()))[0], held_out, "thigh")
+            result = run_round(THIGH_SEGMENTER, registry, train, site_val, RoundSettings(**{**settings, "seed": seed}))
+            statuses.append(result["status"])
+            dice = held_out_dice(registry.current())
             curve.append((sum(len(d) for d in done), dice))
             print(f"  {strategy} seed {seed} round {r + 1}: {curve[-1][0]} slices, Dice {dice:.4f} "
-                  f"({result['status']})", flush=True)
-    return curve, picks
+                  f"({result['status']}, subject {subject}, slices {slices})", flush=True)
+    return curve, picks, statuses
 
 
-def pick_profile(picks: list, pool: list[SliceSet], severity_of) -> dict:
-    """What a strategy asked for: share of picks per pool severity, and share at the limb's ends
-    (the outer quarter of the slices at either end, where muscle shapes are least typical)."""
-    flat = [(severity_of(i), k, len(pool[i])) for run in picks for i, slices in run for k in slices]
+def pick_profile(picks: list, pools: list[list[SliceSet]], severity_of=None) -> dict:
+    """What a strategy asked for: share of picks at the limb's ends (the outer quarter of the
+    slices at either end, where muscle shapes are least typical), distinct subjects per loop,
+    and the share per severity where the pool has severities."""
+    flat = [(i, k, len(pools[j][i])) for j, run in enumerate(picks) for i, slices in run for k in slices]
     ends = sum(1 for _, k, n in flat if not n / 4 <= k + 0.5 < 3 * n / 4)
-    return {"picks": len(flat), "at_limb_ends": round(ends / len(flat), 3),
-            "severity": {s: round(sum(1 for v, _, _ in flat if v == s) / len(flat), 3) for s in SEVERITIES}}
+    profile = {"picks": len(flat), "at_limb_ends": round(ends / len(flat), 3),
+               "subjects_per_loop": round(float(np.mean([len({i for i, _ in run}) for run in picks])), 2)}
+    if severity_of is not None:
+        profile["severity"] = {s: round(sum(1 for i, _, _ in flat if severity_of(i) == s) / len(flat), 3)
+                               for s in SEVERITIES}
+    return profile
 
 
 def slices_to_reach(curve, level: float):
     return next((k for k, d in curve if d >= level), None)
 
 
-def report(res: dict, stem: str = "active_learning") -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{stem}.json").write_text(json.dumps(res, indent=2) + "\n")
+def curve_arrays(res: dict) -> tuple[dict[str, np.ndarray], list[int]]:
+    """Dice per strategy as (seeds, rounds + 1) arrays, and the budget of each round: ``n`` slices
+    asked per round. A round can get fewer (an image with fewer non-adjacent slices left), so the
+    slices actually annotated are in the curves and in the pick profiles."""
     curves = {s: np.array([[d for _, d in c] for c in runs]) for s, runs in res["curves"].items()}
-    counts = [k for k, _ in next(iter(res["curves"].values()))[0]]
-    lines = ["| annotated slices | " + " | ".join(f"{s} mean Dice (± sd)" for s in curves) + " |",
+    return curves, [res["n"] * r for r in range(res["rounds"] + 1)]
+
+
+def summarise(res: dict) -> dict:
+    """Adds ``slices_for_random_final_dice`` and, per strategy, whether it is ever below random
+    by more than one sd (random's) at any budget."""
+    curves, counts = curve_arrays(res)
+    final_random = float(curves["random"][:, -1].mean())
+    reach = {"random": {"slices": counts[-1], "dice": round(final_random, 4)}}
+    random_mean, random_sd = curves["random"].mean(0), curves["random"].std(0)
+    for name, c in curves.items():
+        if name == "random":
+            continue
+        k = slices_to_reach(list(zip(counts, c.mean(0))), final_random)
+        below = [counts[j] for j in range(1, len(counts)) if c[:, j].mean() < random_mean[j] - random_sd[j]]
+        reach[name] = {"slices": k, "saving": None if k is None else round(1 - k / counts[-1], 3),
+                       "budgets_below_random_by_over_1sd": below}
+    res["slices_for_random_final_dice"] = reach
+    return res
+
+
+def report(res: dict, stem: str) -> None:
+    summarise(res)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    curves, counts = curve_arrays(res)
+    lines = [f"Scenario `{res['scenario']}`" + (f" (pool, site validation and test rendered `{res['style']}`)"
+                                                 if res.get("style") else "") + f"; {len(curves['random'])} seeds.", "",
+             "| annotated slices | " + " | ".join(f"{s} mean Dice (± sd)" for s in curves) + " |",
              "| ---: | " + " | ".join("---:" for _ in curves) + " |"]
     for j, k in enumerate(counts):
         lines.append(f"| {k} | " + " | ".join(f"{c[:, j].mean():.4f} ± {c[:, j].std():.4f}" for c in curves.values()) + " |")
-    final_random = curves["random"][:, -1].mean()
-    res["slices_for_random_final_dice"] = {"random": counts[-1]}
+    reach = res["slices_for_random_final_dice"]
     lines.append("")
     for name in (s for s in curves if s != "random"):
-        reach = slices_to_reach(list(zip(counts, curves[name].mean(0))), final_random)
-        saving = None if reach is None else 1 - reach / counts[-1]
-        res["slices_for_random_final_dice"][name] = {"slices": reach, "saving": saving}
-        lines.append(f"Random reaches {final_random:.4f} with {counts[-1]} slices; {name} reaches it with "
-                     f"{reach if reach is not None else 'more than ' + str(counts[-1])} slices"
-                     + (f" ({saving:.0%} fewer)." if saving is not None else ".") + "  ")
-    lines += ["", "| strategy | slices picked | at the limb's ends (outer quarters) | "
-              + " | ".join(f"from {s} subjects" for s in SEVERITIES) + " |",
-              "| --- | ---: | ---: | " + " | ".join("---:" for _ in SEVERITIES) + " |"]
-    lines += [f"| {name} | {p['picks']} | {p['at_limb_ends']:.0%} | "
-              + " | ".join(f"{p['severity'][s]:.0%}" for s in SEVERITIES) + " |" for name, p in res["pick_profiles"].items()]
-    lines += ["", f"Machine: {res['machine']['cpu']}, {res['machine']['threads']} threads; {res['seconds']:.0f} s in all."]
+        r = reach[name]
+        lines.append(f"Random reaches {reach['random']['dice']:.4f} with {counts[-1]} slices; {name} reaches it with "
+                     f"{r['slices'] if r['slices'] is not None else 'more than ' + str(counts[-1])} slices"
+                     + (f" ({r['saving']:.0%} fewer)" if r["saving"] is not None else "")
+                     + (f"; below random by more than one sd at {r['budgets_below_random_by_over_1sd']} slices"
+                        if r["budgets_below_random_by_over_1sd"] else "; never below random by more than one sd")
+                     + ".  ")
+    severities = list(SEVERITIES) if any("severity" in p for p in res["pick_profiles"].values()) else []
+    head = ["strategy", "slices picked", "at the limb's ends (outer quarters)", "subjects per loop",
+            *(f"from {s} subjects" for s in severities)]
+    lines += ["", "| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
+    lines += ["| " + " | ".join([name, str(p["picks"]), f"{p['at_limb_ends']:.0%}", str(p["subjects_per_loop"]),
+                                 *(f"{p['severity'][s]:.0%}" for s in severities)]) + " |"
+              for name, p in res["pick_profiles"].items()]
+    rejected = {name: sum(s.count("rejected") for s in runs) for name, runs in res["round_status"].items()}
+    lines += ["", "Rounds the publish guard rejected: " + ", ".join(f"{k} {v}" for k, v in rejected.items()) + ".",
+              "", f"Machine: {res['machine']['cpu']}, {res['machine']['threads']} threads; {res['seconds']:.0f} s in all."]
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     (RESULTS / f"{stem}.json").write_text(json.dumps(res, indent=2) + "\n")
     try:
@@ -173,68 +277,97 @@ def report(res: dict, stem: str = "active_learning") -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = plt.subplots(figsize=(6, 4))
     for name, c in curves.items():
         ax.errorbar(counts, c.mean(0), yerr=c.std(0), marker="o", capsize=3, label=name)
     ax.set_xlabel("annotated slices")
     ax.set_ylabel("held-out mean Dice (thigh)")
-    ax.legend()
+    ax.set_title(f"scenario {res['scenario']}" + (f", {res['style']} site" if res.get("style") else ""))
+    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(RESULTS / f"{stem}.png", dpi=120)
 
 
+def scenario_data(args, seed: int, tmp: Path, weak_cache: dict):
+    """(live model, pool, held-out test, site validation) of a scenario for one loop seed."""
+    pool_seeds = range(POOL_SEED_BASE + POOL_SEED_STEP * seed, POOL_SEED_BASE + POOL_SEED_STEP * seed + args.pool)
+    test_seeds = range(SEED_BASE["test"] + 50, SEED_BASE["test"] + 50 + args.test_subjects)
+    if args.scenario == "new_site":
+        live = weight_file(SHIPPED_WEIGHTS, THIGH_SEGMENTER)
+        pool = thigh_subjects(pool_seeds, None, args.pool_slices, "pool", args.style)
+        held_out = thigh_subjects(test_seeds, None, 8, "held_out", args.style)
+        site_val = thigh_subjects(range(SITE_VAL_SEED, SITE_VAL_SEED + 1), "mild", 4, "site_val", args.style)[0]
+    elif args.scenario == "weak":
+        if "model" not in weak_cache:
+            weak_cache["model"] = weak_model(tmp, args.weak_subjects, args.weak_epochs)
+        live = weak_cache["model"]
+        pool = thigh_subjects(pool_seeds, None, args.pool_slices, "pool")
+        held_out = thigh_subjects(test_seeds, None, 8, "held_out")
+        site_val = SliceSet.empty()
+    else:
+        live = weight_file(SHIPPED_WEIGHTS, THIGH_SEGMENTER)
+        pool = thigh_subjects(pool_seeds, "severe", args.pool_slices, "pool")
+        held_out = thigh_subjects(test_seeds, "severe", 8, "held_out")
+        site_val = SliceSet.empty()
+    return live, pool, sum(held_out[1:], held_out[0]), site_val
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", choices=SCENARIOS, default="new_site")
+    parser.add_argument("--style", choices=FAMILIES, default="fat_dark", help="the new site's contrast family")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--n", type=int, default=4, help="slices asked per round")
-    parser.add_argument("--epochs", type=int, default=4, help="epochs of each incremental round")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of each incremental round (the train task: 4)")
     parser.add_argument("--steps", type=int, default=25, help="optimiser steps per epoch")
-    parser.add_argument("--strategies", nargs="+", default=["uncertain_slices", "random"],
-                        choices=("uncertain_slices", "typical_uncertain", "random"),
-                        help="typical_uncertain: uncertainty x typicality (k-NN density of encoder features)")
-    parser.add_argument("--start", choices=("weak", "shipped"), default="weak")
+    parser.add_argument("--strategies", nargs="+", default=list(DEFAULT_STRATEGIES), choices=STRATEGIES)
+    parser.add_argument("--switch", type=int, default=12,
+                        help="typical_then_uncertain: annotated slices after which it turns to uncertainty")
     parser.add_argument("--weak-subjects", type=int, default=2)
     parser.add_argument("--weak-epochs", type=int, default=14, help="epochs of 50 steps for the weak model")
-    parser.add_argument("--pool", type=int, default=6, help="unlabelled subjects")
-    parser.add_argument("--lr", type=float, default=None, help="round learning rate (weak: 5e-4, shipped: 2e-4)")
+    parser.add_argument("--pool", type=int, default=8, help="unlabelled subjects per seed")
+    parser.add_argument("--pool-slices", type=int, default=10, help="slices per pool subject")
+    parser.add_argument("--test-subjects", type=int, default=4, help="held-out subjects (8 slices each)")
+    parser.add_argument("--lr", type=float, default=None, help="round learning rate (weak: 5e-4, else 2e-4)")
     parser.add_argument("--tolerance", type=float, default=None,
                         help="publish guard (weak: 1.0, i.e. off: the weak model was picked on the guard's own "
-                             "validation phantoms, so every candidate looked worse; shipped: the default 0.005)")
-    parser.add_argument("--name", default="active_learning", help="results file name under bench/results/")
+                             "validation phantoms, so every candidate looked worse; else the default 0.005)")
+    parser.add_argument("--name", default=None, help="results file name under bench/results/ (default "
+                                                      "active_learning, active_learning_<scenario> for the others)")
     args = parser.parse_args()
     if "random" not in args.strategies:
         parser.error("--strategies must include random: the baseline every curve is compared with")
-    start, weak_start = time.time(), args.start == "weak"
+    name = args.name or ("active_learning" if args.scenario == "new_site" else f"active_learning_{args.scenario}")
+    weak_start = args.scenario == "weak"
+    settings = {"epochs": args.epochs, "steps_per_epoch": args.steps, "replay_subjects": 2, "val_subjects": 2,
+                "replay_share": 0.3, "lr": args.lr or (5e-4 if weak_start else 2e-4),
+                "tolerance": args.tolerance if args.tolerance is not None else (1.0 if weak_start else 0.005)}
+    start = time.time()
+    curves = {s: [] for s in args.strategies}
+    picks = {s: [] for s in curves}
+    statuses = {s: [] for s in curves}
+    pools, cache, weak_cache = [], ModelCache(), {}
     with tempfile.TemporaryDirectory() as tmp:
-        if weak_start:
-            weak = weak_model(Path(tmp), args.weak_subjects, args.weak_epochs)
-            pool = thigh_subjects(range(POOL_SEED_BASE, POOL_SEED_BASE + args.pool), None, 12, "pool")
-            held_out = thigh_subjects(range(SEED_BASE["test"] + 50, SEED_BASE["test"] + 56), None, 8, "held_out")
-        else:
-            weak = weight_file(SHIPPED_WEIGHTS, THIGH_SEGMENTER)
-            pool = thigh_subjects(range(POOL_SEED_BASE, POOL_SEED_BASE + args.pool), "severe", 12, "pool")
-            held_out = thigh_subjects(range(SEED_BASE["test"] + 50, SEED_BASE["test"] + 53), "severe", 8, "held_out")
-        held_out = sum(held_out[1:], held_out[0])
-        settings = {"epochs": args.epochs, "steps_per_epoch": args.steps, "replay_subjects": args.weak_subjects,
-                    "val_subjects": 2, "replay_share": 0.3,
-                    "lr": args.lr or (5e-4 if weak_start else 2e-4),
-                    "tolerance": args.tolerance if args.tolerance is not None else (1.0 if weak_start else 0.005)}
-        curves = {name: [] for name in args.strategies}
-        picks = {strategy: [] for strategy in curves}
         for seed in range(args.seeds):
+            live, pool, held_out, site_val = scenario_data(args, seed, Path(tmp), weak_cache)
+            pools.append(pool)
             for strategy in curves:
-                curve, chosen = run_loop(strategy, seed, weak, pool, held_out, args.rounds, args.n, settings)
+                curve, chosen, status = run_loop(strategy, seed, live, pool, f"seed {seed}", held_out, site_val,
+                                                 args.rounds, args.n, settings, cache, args.switch)
                 curves[strategy].append(curve)
                 picks[strategy].append(chosen)
-        severity_of = (lambda i: SEVERITIES[i % len(SEVERITIES)]) if weak_start else (lambda i: "severe")
-        profiles = {strategy: pick_profile(runs, pool, severity_of) for strategy, runs in picks.items()}
-    report({"machine": machine(), "start": args.start, "weak_subjects": args.weak_subjects,
-            "weak_epochs": args.weak_epochs, "pool_subjects": args.pool, "rounds": args.rounds, "n": args.n,
-            "round_settings": settings, "curves": curves, "picks": picks, "pick_profiles": profiles,
-            "seconds": time.time() - start}, args.name)
-    print((RESULTS / f"{args.name}.md").read_text())
+                statuses[strategy].append(status)
+    severity_of = {"weak": lambda i: SEVERITIES[i % len(SEVERITIES)], "shipped": lambda i: "severe"}.get(args.scenario)
+    profiles = {s: pick_profile(runs, pools, severity_of) for s, runs in picks.items()}
+    report({"machine": machine(), "scenario": args.scenario, "style": args.style if args.scenario == "new_site" else None,
+            "seeds": args.seeds, "pool_subjects": args.pool, "pool_slices": args.pool_slices,
+            "test_subjects": args.test_subjects, "rounds": args.rounds, "n": args.n, "switch": args.switch,
+            "weak_subjects": args.weak_subjects if weak_start else None, "round_settings": settings,
+            "curves": curves, "picks": picks, "pick_profiles": profiles, "round_status": statuses,
+            "seconds": time.time() - start}, name)
+    print((RESULTS / f"{name}.md").read_text())
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ datastore, so *Next Sample* never waits for scoring.
   true``: a publish made their scores old, the background run is on it); then images no model
   has scored (``"scored": false``, their largest cross-sections spread along the limb, no
   region). Finding images of the last two kinds queues the background scoring.
+- ``power_uncertain``: the same ranking with power noising (``choose_image`` with an rng):
+  images and slices drawn in proportion to score^8 instead of taken best first (Kirsch et al.,
+  TMLR 2023; ClaSP PE), so that requests in a row do not all land on the same outlying image.
 - ``random``: a random image, random unannotated slices through the limb (each equally likely).
 - ``foreground_random``: a random image, slices drawn in proportion to their tissue
   (foreground) area, nnActive's foreground-aware random baseline (``draw_foreground``).
@@ -85,15 +88,18 @@ class UncertainSlices(Strategy):
         paths: network name -> ``[shipped, live]`` weight files (the ``muscle`` config's).
     """
 
-    def __init__(self, paths: dict[str, list[str]]):
-        super().__init__(
+    name = "uncertain_slices"
+
+    def __init__(self, paths: dict[str, list[str]], description: str | None = None):
+        super().__init__(description or (
             "Slice-level: the image and slices the live model is least sure of (Monte-Carlo dropout entropy of the "
             "segmenter + the classifier's doubt), spread along the limb, never next to annotated slices. Answers from "
             "scores the background task slice_uncertainty cached per model version; never runs a network in the "
             "request. Images not scored by the live model come after scored ones, marked scored=false (stale=true: "
             "ranked by an earlier model's scores; else their largest cross-sections, no region). Params n (1-20), "
-            "region (thigh or leg)")
+            "region (thigh or leg)"))
         self.paths = paths
+        self.noise = None  # a numpy Generator: power-noised draws (PowerUncertainSlices)
 
     def __call__(self, request, datastore):
         n, region = parse_params(request)
@@ -107,11 +113,11 @@ class UncertainSlices(Strategy):
             queue_scoring(SCORING_METHOD, f"{waiting} images not scored by the live model", behind_running=False)
         for state in ("live", "stale"):
             scores = dict(tiers[state])
-            best = choose_image(((i, s, annotated(datastore, i)) for i, s in tiers[state]), n, region)
+            best = choose_image(((i, s, annotated(datastore, i)) for i, s in tiers[state]), n, region, self.noise)
             if best is not None:
                 image_id, slices, value = best
                 by_slice = {s["slice"]: s for s in scores[image_id]}
-                return _answer(datastore, image_id, slices, "uncertain_slices", score=round(value, 5),
+                return _answer(datastore, image_id, slices, self.name, score=round(value, 5),
                                region=by_slice[slices[0]]["region"], scored=state == "live", stale=state == "stale",
                                scores={str(k): by_slice[k]["score"] for k in slices}, unscored_images=waiting)
         if region is not None:
@@ -122,9 +128,29 @@ class UncertainSlices(Strategy):
             fractions = tissue_fractions(datastore, image_id)
             best = choose_image([(image_id, tissue_scores(fractions, MIN_BODY_FRACTION), done)], n)
             if best is not None:
-                return _answer(datastore, image_id, best[1], "uncertain_slices", score=None, region=None,
+                return _answer(datastore, image_id, best[1], self.name, score=None, region=None,
                                scored=False, stale=False, unscored_images=waiting)
         return {}
+
+
+class PowerUncertainSlices(UncertainSlices):
+    """``uncertain_slices`` with power noising: the image and slices are drawn in proportion to
+    their score^8 (``lib.inference.ranking.power_noised``) rather than taken best first.
+
+    Args:
+        paths: as ``UncertainSlices``; seed: of the draws (None: a different sequence each start).
+    """
+
+    name = "power_uncertain"
+
+    def __init__(self, paths: dict[str, list[str]], seed: int | None = None):
+        super().__init__(paths, (
+            "Slice-level, uncertainty with power noising (ClaSP PE; Kirsch et al. 2023): as uncertain_slices (cached "
+            "MC-dropout scores, stratified along the limb, damped near annotated slices, never runs a network in the "
+            "request), but the image and slices are drawn in proportion to score^8 instead of taken best first, so "
+            "that successive requests spread over the uncertain images rather than all landing on one outlier. "
+            "Params n (1-20), region (thigh or leg)"))
+        self.noise = np.random.default_rng(seed)
 
 
 class RandomSlices(Strategy):

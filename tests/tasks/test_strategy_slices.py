@@ -90,6 +90,22 @@ def test_suggestions_are_spread_tissue_slices_and_never_repeat_once_annotated(al
     assert not set(left.get("slices", [])) & (annotated | EMPTY_SLICES)
 
 
+def test_power_uncertain_draws_scored_tissue_slices_and_varies_its_picks(al_server):
+    answers = []
+    for _ in range(6):
+        r = next_sample(al_server, "power_uncertain", n=2, region="thigh")
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        assert answer["id"] == THIGH and answer["scored"] is True
+        assert answer["slice"] == answer["slices"][0] and not set(answer["slices"]) & EMPTY_SLICES
+        assert all(abs(a - b) > 1 for a in answer["slices"] for b in answer["slices"] if a != b)
+        assert image_info(al_server, THIGH)["suggested_slices"]["strategy"] == "power_uncertain"
+        answers.append(tuple(answer["slices"]))
+    assert len(set(answers)) > 1  # a draw, not the same argmax every time (uncertain_slices repeats itself)
+    described = requests.get(f"{al_server.url}/info/", timeout=30).json()["strategies"]["power_uncertain"]
+    assert "power" in described["description"] and "score^8" in described["description"]
+
+
 def test_monai_label_client_gets_id_and_slice(al_server):
     answer = MONAILabelClient(al_server.url).next_sample("uncertain_slices", {"n": 2})
     assert answer["id"] in al_server.truth and isinstance(answer["slice"], int) and answer["path"]
