@@ -6,8 +6,9 @@ The five unlabelled real volumes of ``/work/shared/data/real_volumes`` (scanners
 phantoms only imitate) are served by ``python main.py serve`` and called as a viewer calls it.
 ``POST /infer/classifier`` is scored per slice against ``bench/real_regions.csv``: thigh and leg
 slices are certain and scored; knee, ankle and none slices are only reported. ``POST
-/infer/muscle``'s labels are checked against a body mask of the image (the body threshold of
-``lib.transforms.weights`` on the robust-normalised image, holes filled per slice), against the
+/infer/muscle``'s labels are checked against a body mask of the image (``body_outline``: each
+slice scaled on its own, then the body threshold of ``lib.transforms.weights``, the outline closed
+and its holes filled), against the
 volume's region, and drawn on 4 slices per volume for a person to judge. The real labelled leg
 slice is scored too, region forced and automatic; the shipped model trained on it, so that is a
 fit check. ``--loo-weights DIR`` (a ``segmentation_leg.pt`` from ``pretrain --real-slice-weight
@@ -58,6 +59,19 @@ VOLUMES = SHARED_DATA / "real_volumes"
 REGIONS_CSV = ROOT / "bench" / "real_regions.csv"
 CERTAIN = ("thigh", "leg")  # slices scored for accuracy; knee, ankle and none are only reported
 SKIN_MARGIN = 3  # px: labels this close to the body mask are skin partial volume, not a spill
+OUTLINE_CLOSING = 4  # px: gaps of the bright skin and fat ring bridged before the holes are filled
+
+
+def body_outline(image_slice: np.ndarray) -> np.ndarray:
+    """The body of one raw 2D slice: the slice scaled on its own robust range (the faded end slices
+    of a 3D slab have a tenth of its mid slices' signal: a volume-wide scale left only their bright
+    fat above the threshold, and muscle inside the body counted as outside it), thresholded, the
+    skin and fat ring closed and its inside filled, as a person would outline the limb."""
+    scaled = robust_normalize(np.asarray(image_slice, np.float32)[None, :, :, None])[0, :, :, 0]
+    pad = OUTLINE_CLOSING
+    mask = np.pad(body_mask(scaled), pad)
+    mask = ndi.binary_closing(mask, ndi.generate_binary_structure(2, 2), iterations=pad)
+    return ndi.binary_fill_holes(mask)[pad:-pad, pad:-pad]
 
 
 def expected_regions(n_slices: dict[str, int]) -> dict[str, list]:
@@ -118,9 +132,9 @@ def classifier_scores(answer: dict, expected: list) -> dict:
             "routed": [routed[k] for k in range(len(expected))]}
 
 
-def label_checks(norm: np.ndarray, label: np.ndarray, expected: list) -> dict:
+def label_checks(image: np.ndarray, label: np.ndarray, expected: list) -> dict:
     """Labelled voxels outside the body, on slices without anatomy, and of the other region."""
-    body = np.stack([body_mask(norm[:, :, k]) for k in range(norm.shape[2])], 2)
+    body = np.stack([body_outline(image[:, :, k]) for k in range(image.shape[2])], 2)
     plane = np.zeros((3, 3, 3), bool)
     plane[:, :, 1] = ndi.generate_binary_structure(2, 1)
     near = ndi.binary_dilation(body, plane, iterations=SKIN_MARGIN)
@@ -148,12 +162,13 @@ def real_volume(server, path: Path, expected: list, tmp: Path, figure: Path) -> 
     result, label = infer(server, "muscle", name, tmp)
     scores = classifier_scores(answer, expected)
     img = nib.load(path)
-    norm = robust_normalize(np.asarray(img.dataobj, np.float32)[None])[0]
+    raw = np.asarray(img.dataobj, np.float32)
+    norm = robust_normalize(raw[None])[0]
     overlay(figure, name, norm, label, img.affine, scores["routed"], expected)
     routed_same = list(routed_regions(result["classification"]).values()) == scores["routed"]
     return {"shape": list(img.shape), "spacing_mm": [round(float(z), 3) for z in img.header.get_zooms()[:3]],
             "classifier": scores, "muscle_routing_matches_classifier": routed_same,
-            "labels": label_checks(norm, label, expected)}
+            "labels": label_checks(raw, label, expected)}
 
 
 def slice_dice(server, truth: np.ndarray, tmp: Path, params: dict) -> dict:

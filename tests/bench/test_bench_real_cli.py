@@ -24,3 +24,22 @@ def test_every_slice_of_every_real_volume_has_a_region():
     for name, regions in expected.items():
         assert None not in regions, name  # a slice missing from bench/real_regions.csv would go unscored
         assert set(regions) <= {"thigh", "leg", "knee", "ankle", "none"}, name
+
+
+def test_body_outline_keeps_the_dim_muscle_of_a_faded_slice():
+    """A faded slab-end slice: bright skin and fat ring (with a gap), muscle inside at a tenth of a
+    mid slice's signal. The whole limb is body; the air beside it is not."""
+    import numpy as np
+
+    from bench.bench_real import body_outline
+
+    rows, cols = np.mgrid[:200, :200]
+    radius = np.hypot(rows - 100, cols - 100)
+    image = np.zeros((200, 200), np.float32)
+    image[radius < 60] = 2.0  # muscle: below the body threshold even on its own slice's scale
+    ring = (radius >= 52) & (radius < 60) & ~((cols > 94) & (cols < 101) & (rows < 100))  # fat, a 6 px gap
+    image[ring] = 30.0
+    image += np.random.default_rng(0).uniform(0, 1.0, image.shape).astype(np.float32)  # background noise
+    body = body_outline(image)
+    assert body[radius < 50].mean() > 0.99  # the muscle inside the ring
+    assert body[radius > 70].mean() < 0.01  # air
