@@ -193,12 +193,12 @@ def markdown(res: dict, md_path: Path) -> str:
            f"certain leg slices routed thigh: **{overall['leg_routed_thigh']}** (target 0); thigh slices routed "
            f"leg: {overall['thigh_routed_leg']}.", "",
            "## 2. Labels of `POST /infer/muscle` against the body", "",
-           "Body mask: the robust-normalised image above the body threshold of `lib/transforms/weights.py` (0.1), "
-           f"opened once, holes filled per slice. *Beyond {margin} px*: outside the mask grown by {margin} px "
-           "(skin partial volume excluded). *Other region's labels*: thigh labels anywhere in a leg volume, "
-           "leg labels in a thigh volume. "
-           "Where the signal fades (the first and last slices of a 3D slab) the threshold mask itself breaks up, so "
-           "part of the count there lies inside the limb: the overlays tell which.",
+           "Body mask (`body_outline`): each slice scaled on its own robust range (the faded end slices of a 3D "
+           "slab keep their dim muscle), above the body threshold of `lib/transforms/weights.py` (0.1), opened "
+           f"once, the skin and fat ring closed, holes filled. *Beyond {margin} px*: outside the mask grown by "
+           f"{margin} px (skin partial volume excluded). *On slices without anatomy*: labels on slices the CSV calls "
+           "`none` (fold-over and noise at a slab's ends). *Other region's labels*: thigh labels anywhere in a leg "
+           "volume, leg labels in a thigh volume.",
            "", *_label_table(volumes, margin), "", *_dice_section(res), "",
            "## 4. Overlays", "", "Four slices per volume (15, 40, 60, 85 % of the anatomy's range in the CSV).", ""]
     out += [f"![{name}](real/{name}.png)" for name in volumes]
