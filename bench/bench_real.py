@@ -8,8 +8,8 @@ phantoms only imitate) are served by ``python main.py serve`` and called as a vi
 slices are certain and scored; knee, ankle and none slices are only reported. ``POST
 /infer/muscle``'s labels are checked against a body mask of the image (``body_outline``: each
 slice scaled on its own, then the body threshold of ``lib.transforms.weights``, the outline closed
-and its holes filled), against the
-volume's region, and drawn on 4 slices per volume for a person to judge. The real labelled leg
+and its holes filled), against the volume's region, and drawn on 4 slices per volume for a person
+to judge. The real labelled leg
 slice is scored too, region forced and automatic; the shipped model trained on it, so that is a
 fit check. ``--loo-weights DIR`` (a ``segmentation_leg.pt`` from ``pretrain --real-slice-weight
 0``) adds the held-out Dice and the Dice after one incremental round on the slice's saved label.

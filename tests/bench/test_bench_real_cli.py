@@ -1,12 +1,14 @@
-"""``python main.py bench real``: registered, and its region table covers every real slice."""
+"""``python main.py bench real``: registered, its region table covers every real slice, and its body
+outline keeps a faded slice's dim muscle."""
 
 import subprocess
 import sys
 
 import nibabel as nib
+import numpy as np
 import pytest
 
-from bench.bench_real import VOLUMES, expected_regions
+from bench.bench_real import VOLUMES, body_outline, expected_regions
 from tests.conftest import ROOT
 
 
@@ -27,12 +29,8 @@ def test_every_slice_of_every_real_volume_has_a_region():
 
 
 def test_body_outline_keeps_the_dim_muscle_of_a_faded_slice():
-    """A faded slab-end slice: bright skin and fat ring (with a gap), muscle inside at a tenth of a
-    mid slice's signal. The whole limb is body; the air beside it is not."""
-    import numpy as np
-
-    from bench.bench_real import body_outline
-
+    """A faded slab-end slice: a bright skin and fat ring with a gap, and muscle inside it too dim for
+    the body threshold. The whole limb is body; the air beside it is not."""
     rows, cols = np.mgrid[:200, :200]
     radius = np.hypot(rows - 100, cols - 100)
     image = np.zeros((200, 200), np.float32)
