@@ -6,7 +6,7 @@ from lib.models.catalog import NETWORKS
 from lib.tasks.infer_muscle import MuscleInfer
 from lib.tasks.scoring_evaluation import EvaluationScoring
 from lib.tasks.scoring_slices import SliceUncertaintyScoring
-from lib.tasks.strategy_slices import PowerUncertainSlices, UncertainSlices
+from lib.tasks.strategy_slices import ClassStratifiedSlices, PowerUncertainSlices, UncertainSlices
 
 
 class MuscleConfig(MuscleTaskConfig):
@@ -17,7 +17,8 @@ class MuscleConfig(MuscleTaskConfig):
         return MuscleInfer(paths=self.paths, labels=all_labels())
 
     def strategy(self):
-        return {"uncertain_slices": UncertainSlices(self.paths), "power_uncertain": PowerUncertainSlices(self.paths)}
+        return {"uncertain_slices": UncertainSlices(self.paths), "power_uncertain": PowerUncertainSlices(self.paths),
+                "class_stratified": ClassStratifiedSlices(self.paths)}
 
     def scoring_method(self):
         return {"slice_uncertainty": SliceUncertaintyScoring(self.paths), "evaluation": EvaluationScoring(self.model_dir)}

@@ -11,7 +11,8 @@ random slices. The image whose picks score best wins; no two picks are adjacent.
 
 Without scores, no network: ``tissue_scores`` stands in for an image no model has scored yet
 (its largest cross-sections), ``draw_foreground`` draws slices in proportion to their tissue
-area (the foreground-aware random baseline).
+area (the foreground-aware random baseline). ``choose_by_class`` stratifies over muscles
+instead of along the limb: one slice per randomly drawn muscle, by that muscle's uncertainty.
 """
 
 from __future__ import annotations
@@ -92,6 +93,51 @@ def choose_image(candidates, n: int, region: str | None = None, rng=None):
         value = sum(adjusted[k] for k in slices) / n
         if best is None or value > best[2]:
             best = (key, slices, value)
+    return best
+
+
+def choose_by_class(candidates, n: int, rng, region: str | None = None):
+    """Class-stratified choice with power noising (ClaSP PE, 2026, at slice level): ``n`` muscles
+    drawn at random without replacement (all of them in turn when ``n`` exceeds their number),
+    one slice per drawn muscle, ranked by that muscle's share of the uncertainty (the slice
+    scores' ``classes``), damped as ``rank_slices`` and power-noised. Each muscle gets an equal
+    share of the budget on average, so the small ones are asked for as often as the large.
+    A drawn muscle an image does not show leaves its place to the image's best remaining slice
+    by plain score, and adds nothing to the image's value.
+
+    ``candidates`` as ``choose_image``. Returns ``(key, slices, value, muscles)`` for the image
+    with the highest summed adjusted class score over ``n``, ``muscles`` naming what each slice
+    was picked for (None: topped up); None when no image has a candidate slice. Images whose
+    scores carry no ``classes`` (scored before these were kept) come only when no image with
+    them has a candidate, ranked as ``choose_image`` with power noising."""
+    with_classes, without = [], []
+    for candidate in candidates:
+        (with_classes if any(s.get("classes") for s in candidate[1]) else without).append(candidate)
+    muscles = sorted({m for _, scores, _ in with_classes for s in scores
+                      if region is None or s["region"] == region for m in s.get("classes") or {}})
+    drawn = [str(m) for m in rng.permutation(muscles)] * (n // max(1, len(muscles)) + 1)
+    best = None
+    for key, scores, done in with_classes:
+        chosen, picked_for, value = [], [], 0.0
+        for muscle in drawn[:n]:
+            per_class = [{**s, "score": s["classes"][muscle]} for s in scores if muscle in (s.get("classes") or {})]
+            for v, k in power_noised(rank_slices(per_class, done, region), rng):
+                if v > 0 and all(abs(k - c) > 1 for c in chosen):
+                    chosen.append(k)
+                    picked_for.append(muscle)
+                    value += v
+                    break
+        for _, k in power_noised(rank_slices(scores, done, region), rng):  # top up by plain score
+            if len(chosen) >= n:
+                break
+            if all(abs(k - c) > 1 for c in chosen):
+                chosen.append(k)
+                picked_for.append(None)
+        if chosen and (best is None or value / n > best[2]):
+            best = (key, chosen, value / n, picked_for)
+    if best is None:
+        plain = choose_image(without, n, region, rng)
+        best = None if plain is None else (*plain, [None] * len(plain[1]))
     return best
 
 

@@ -21,7 +21,7 @@ import torch
 
 from lib.inference.batching import classify_limbs, classify_slices
 from lib.inference.limbs import find_limbs
-from lib.labels import REGIONS
+from lib.labels import MUSCLES, REGIONS
 from lib.models.cache import load_network
 from lib.models.catalog import CLASSIFIER, segmenter_name
 from lib.networks.blocks import enable_mc_dropout
@@ -43,26 +43,44 @@ def stored_slice_order(affine: np.ndarray, n: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def mc_entropy(model, slices: torch.Tensor, samples: int = SAMPLES, batch_size: int = 8) -> torch.Tensor:
-    """Pixel-wise entropy (N, H, W) of the softmax averaged over ``samples`` dropout passes."""
+def mc_softmax(model, slices: torch.Tensor, samples: int = SAMPLES, batch_size: int = 8):
+    """Per batch of ``slices``: (the batch, its softmax (B, C, H, W) averaged over ``samples``
+    dropout passes), so that callers reduce each batch before the next (a whole volume's maps
+    would take hundreds of MB)."""
     switched = enable_mc_dropout(model, True)
+    passes = samples if switched else 1
     try:
-        out = []
         for s in range(0, len(slices), batch_size):
             batch = slices[s:s + batch_size]
-            mean = sum(torch.softmax(predict_logits(model, batch), 1) for _ in range(samples if switched else 1))
-            mean = mean / (samples if switched else 1)
-            out.append(-(mean * torch.log(mean.clamp_min(1e-8))).sum(1))
-        return torch.cat(out)
+            yield batch, sum(torch.softmax(predict_logits(model, batch), 1) for _ in range(passes)) / passes
     finally:
         enable_mc_dropout(model, False)
 
 
+def pixel_entropy(mean: torch.Tensor) -> torch.Tensor:
+    """Entropy (B, H, W) of averaged softmax maps (B, C, H, W)."""
+    return -(mean * torch.log(mean.clamp_min(1e-8))).sum(1)
+
+
 def entropy_scores(model, slices: torch.Tensor, samples: int = SAMPLES) -> torch.Tensor:
     """Per-slice score (N,): MC-dropout entropy averaged over the tissue pixels of each slice."""
-    entropy = mc_entropy(model, slices, samples)
-    body = (slices[:, 0] > BODY_THRESHOLD).float()
-    return (entropy * body).flatten(1).sum(1) / body.flatten(1).sum(1).clamp_min(1)
+    return uncertainty_scores(model, slices, samples)[0]
+
+
+def uncertainty_scores(model, slices: torch.Tensor, samples: int = SAMPLES) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-slice score (N,) as ``entropy_scores``, and its share per muscle (N, C - 1): the
+    entropy of each tissue pixel weighted by the averaged probability of muscle channel c, so
+    that the muscles' shares plus background's make up the score. A class-stratified strategy
+    (ClaSP PE) ranks slices per muscle by these: a small muscle's uncertainty counts within its
+    own class instead of being drowned by the large ones'."""
+    scores, classes = [], []
+    for batch, mean in mc_softmax(model, slices, samples):
+        body = (batch[:, 0] > BODY_THRESHOLD).float()
+        weighted = pixel_entropy(mean) * body
+        area = body.flatten(1).sum(1).clamp_min(1)
+        scores.append(weighted.flatten(1).sum(1) / area)
+        classes.append((mean[:, 1:] * weighted[:, None]).flatten(2).sum(2) / area[:, None])
+    return torch.cat(scores), torch.cat(classes)
 
 
 @torch.no_grad()
@@ -115,7 +133,9 @@ def body_fractions(image_path: str) -> list[float]:
 def score_volume(image_path: str, paths: dict[str, str], seed: int = 0) -> list[dict]:
     """Scores of every slice of one image with the networks in ``paths``.
 
-    Returns one ``{"slice", "score", "region", "confidence", "empty"}`` per stored slice.
+    Returns one ``{"slice", "score", "region", "confidence", "empty", "classes"}`` per stored
+    slice; ``classes`` maps each muscle of the slice's region to its share of the segmenter's
+    uncertainty (``uncertainty_scores``).
     """
     torch.manual_seed(seed)
     grid, slices, body_fraction, order = grid_slices(image_path)
@@ -129,11 +149,14 @@ def score_volume(image_path: str, paths: dict[str, str], seed: int = 0) -> list[
         probs = torch.from_numpy(classify_slices(classifier, small))
     regions = probs.argmax(1)
     scores = torch.zeros(len(slices))
+    classes: list[dict] = [{} for _ in range(len(slices))]
     for index, region in enumerate(REGIONS):
         chosen = (regions == index).nonzero().flatten()
         if len(chosen):
             model, _ = load_network(paths[segmenter_name(region)])
-            scores[chosen] = entropy_scores(model, slices[chosen])
+            scores[chosen], shares = uncertainty_scores(model, slices[chosen])
+            for j, share in zip(chosen.tolist(), shares.tolist()):
+                classes[j] = {muscle: round(v, 5) for muscle, v in zip(MUSCLES[region], share)}
     confidence = probs.max(1).values
     scores = scores + CLASSIFIER_WEIGHT * (1 - confidence)
     out = [None] * len(slices)
@@ -142,5 +165,5 @@ def score_volume(image_path: str, paths: dict[str, str], seed: int = 0) -> list[
         score = float(scores[j])
         out[int(k)] = {"slice": int(k), "score": round(score if math.isfinite(score) and not empty else 0.0, 5),
                        "region": REGIONS[int(regions[j])], "confidence": round(float(confidence[j]), 4),
-                       "empty": empty}
+                       "empty": empty, "classes": {} if empty else classes[j]}
     return out

@@ -35,6 +35,9 @@ INFO_KEY = "slice_scores"
 TISSUE_KEY = "tissue_fractions"
 MAX_PASSES = 3  # look again for new work at most this often in one run
 NICENESS = 5  # the scoring process yields the CPU to the server's requests
+# What a cached slice holds; bumped when score_volume adds a field (2: per-muscle ``classes``),
+# so that scores cached before are stale: still used, and scored again in the background.
+SCORES_FORMAT = 2
 
 _versions: dict[tuple, str] = {}
 _versions_lock = threading.Lock()
@@ -63,7 +66,12 @@ def live_version(paths: dict[str, list[str]]) -> tuple[dict[str, str | None], st
 def cached_scores(datastore, image_id: str, version: str) -> list[dict] | None:
     """The image's slice scores under the model ``version``, None when it has none for it."""
     cached = (datastore.get_image_info(image_id) or {}).get(INFO_KEY) or {}
-    return cached.get("slices") if cached.get("model") == version else None
+    return cached.get("slices") if current(cached, version) else None
+
+
+def current(cached: dict, version: str) -> bool:
+    """Whether cached scores are the live model ``version``'s, in the current format."""
+    return cached.get("model") == version and cached.get("format") == SCORES_FORMAT
 
 
 def score_state(datastore, image_id: str, version: str) -> tuple[str, list[dict] | None]:
@@ -72,7 +80,7 @@ def score_state(datastore, image_id: str, version: str) -> tuple[str, list[dict]
     cached = (datastore.get_image_info(image_id) or {}).get(INFO_KEY) or {}
     if not cached.get("slices"):
         return "none", None
-    return ("live" if cached.get("model") == version else "stale"), cached["slices"]
+    return ("live" if current(cached, version) else "stale"), cached["slices"]
 
 
 def images_to_score(datastore, version: str, only=None) -> list[str]:
@@ -108,7 +116,7 @@ def image_scores(datastore, image_id: str, live: dict[str, str], version: str) -
         scores = score_volume(datastore.get_image_uri(image_id), live)
         tissue = tissue_fractions(datastore, image_id, store=False)
         datastore.update_image_info(image_id, {
-            INFO_KEY: {"model": version, "time": int(time.time()), "slices": scores},
+            INFO_KEY: {"model": version, "format": SCORES_FORMAT, "time": int(time.time()), "slices": scores},
             TISSUE_KEY: {"file": _file_key(datastore.get_image_uri(image_id)), "slices": tissue}})
     return scores
 

@@ -14,6 +14,9 @@ datastore, so *Next Sample* never waits for scoring.
 - ``power_uncertain``: the same ranking with power noising (``choose_image`` with an rng):
   images and slices drawn in proportion to score^8 instead of taken best first (Kirsch et al.,
   TMLR 2023; ClaSP PE), so that requests in a row do not all land on the same outlying image.
+- ``class_stratified``: class-stratified querying with power noising (ClaSP PE): one slice per
+  randomly drawn muscle, where that muscle's share of the uncertainty is highest
+  (``choose_by_class``), so that small muscles get their share of the corrections.
 - ``random``: a random image, random unannotated slices through the limb (each equally likely).
 - ``foreground_random``: a random image, slices drawn in proportion to their tissue
   (foreground) area, nnActive's foreground-aware random baseline (``draw_foreground``).
@@ -32,7 +35,7 @@ from monailabel.interfaces.tasks.strategy import Strategy
 
 from lib.annotations import annotated_slices
 from lib.errors import UserError
-from lib.inference.ranking import choose_image, draw_foreground, pick_spread, tissue_scores
+from lib.inference.ranking import choose_by_class, choose_image, draw_foreground, pick_spread, tissue_scores
 from lib.inference.uncertainty import MIN_BODY_FRACTION
 from lib.labels import REGIONS
 from lib.tasks.background import queue_scoring
@@ -101,6 +104,11 @@ class UncertainSlices(Strategy):
         self.paths = paths
         self.noise = None  # a numpy Generator: power-noised draws (PowerUncertainSlices)
 
+    def choose(self, candidates, n: int, region: str | None) -> tuple[str, list[int], float, dict] | None:
+        """(image, slices, value, extra answer fields) among ``(id, scores, annotated)``."""
+        best = choose_image(candidates, n, region, self.noise)
+        return None if best is None else (*best, {})
+
     def __call__(self, request, datastore):
         n, region = parse_params(request)
         _, version = live_version(self.paths)  # hashed only when a weight file changed
@@ -113,13 +121,13 @@ class UncertainSlices(Strategy):
             queue_scoring(SCORING_METHOD, f"{waiting} images not scored by the live model", behind_running=False)
         for state in ("live", "stale"):
             scores = dict(tiers[state])
-            best = choose_image(((i, s, annotated(datastore, i)) for i, s in tiers[state]), n, region, self.noise)
+            best = self.choose([(i, s, annotated(datastore, i)) for i, s in tiers[state]], n, region)
             if best is not None:
-                image_id, slices, value = best
+                image_id, slices, value, extra = best
                 by_slice = {s["slice"]: s for s in scores[image_id]}
                 return _answer(datastore, image_id, slices, self.name, score=round(value, 5),
                                region=by_slice[slices[0]]["region"], scored=state == "live", stale=state == "stale",
-                               scores={str(k): by_slice[k]["score"] for k in slices}, unscored_images=waiting)
+                               scores={str(k): by_slice[k]["score"] for k in slices}, unscored_images=waiting, **extra)
         if region is not None:
             return {}  # an unscored image has no region yet
         unscored = sorted((len(annotated(datastore, i)), i) for i, _ in tiers["none"])
@@ -138,19 +146,46 @@ class PowerUncertainSlices(UncertainSlices):
     their score^8 (``lib.inference.ranking.power_noised``) rather than taken best first.
 
     Args:
-        paths: as ``UncertainSlices``; seed: of the draws (None: a different sequence each start).
+        paths: as ``UncertainSlices``; seed: of the draws (None: a different sequence each start);
+        description: for ``/info`` (subclasses).
     """
 
     name = "power_uncertain"
 
-    def __init__(self, paths: dict[str, list[str]], seed: int | None = None):
-        super().__init__(paths, (
+    def __init__(self, paths: dict[str, list[str]], seed: int | None = None, description: str | None = None):
+        super().__init__(paths, description or (
             "Slice-level, uncertainty with power noising (ClaSP PE; Kirsch et al. 2023): as uncertain_slices (cached "
             "MC-dropout scores, stratified along the limb, damped near annotated slices, never runs a network in the "
             "request), but the image and slices are drawn in proportion to score^8 instead of taken best first, so "
             "that successive requests spread over the uncertain images rather than all landing on one outlier. "
             "Params n (1-20), region (thigh or leg)"))
         self.noise = np.random.default_rng(seed)
+
+
+class ClassStratifiedSlices(PowerUncertainSlices):
+    """Class-stratified uncertainty with power noising (ClaSP PE): for ``n`` slices, ``n`` muscles
+    drawn at random, and for each the slice where that muscle's share of the live model's
+    uncertainty is highest, power-noised (``lib.inference.ranking.choose_by_class``). The answer
+    names the muscle each slice stands for (``muscles``).
+
+    Args:
+        paths: as ``UncertainSlices``; seed: of the draws (None: a different sequence each start).
+    """
+
+    name = "class_stratified"
+
+    def __init__(self, paths: dict[str, list[str]], seed: int | None = None):
+        super().__init__(paths, seed, (
+            "Slice-level, class-stratified uncertainty with power noising (ClaSP PE): for n slices, n muscles drawn at "
+            "random (the region's, or both regions'), and for each the slice where the live model's MC-dropout "
+            "entropy weighted by that muscle's probability is highest, drawn in proportion to score^8; so small "
+            "muscles are asked for as often as large ones. Answers name the muscle of each slice (muscles). Cached "
+            "scores only, never runs a network in the request; images not scored by the live model as "
+            "uncertain_slices. Params n (1-20), region (thigh or leg)"))
+
+    def choose(self, candidates, n: int, region: str | None):
+        best = choose_by_class(candidates, n, self.noise, region)
+        return None if best is None else (*best[:3], {"muscles": best[3]})
 
 
 class RandomSlices(Strategy):

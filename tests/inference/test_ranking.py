@@ -5,7 +5,7 @@ from collections import Counter
 
 import numpy as np
 
-from lib.inference.ranking import (POWER_BETA, choose_image, draw_foreground, pick_spread, pick_stratified,
+from lib.inference.ranking import (POWER_BETA, choose_by_class, choose_image, draw_foreground, pick_spread, pick_stratified,
                                    power_noised, rank_slices, tissue_scores)
 
 
@@ -100,3 +100,58 @@ def test_power_noised_image_choice_still_favours_the_uncertain_image_and_never_p
         key, picks, _ = choose_image([("long", slices([0.5] * 16), {2, 3})], 4, rng=rng)
         assert len(picks) == 4 and not set(picks) & {2, 3}
         assert all(abs(a - b) > 1 for a in picks for b in picks if a != b)
+
+
+def class_slices(shares: list[dict], region="thigh"):
+    """Slice scores whose plain score is the sum of the muscles' shares (as score_volume's)."""
+    return [{"slice": k, "score": sum(c.values()), "region": region, "empty": False, "classes": c}
+            for k, c in enumerate(shares)]
+
+
+def test_class_stratified_picks_ask_for_a_small_muscle_as_often_as_a_large_one():
+    # Slice 2 is where the small muscle is uncertain; the large muscle's uncertainty is 10 times
+    # as big everywhere, so the plain ranking never picks slice 2 first.
+    shares = [{"large": 0.30, "small": 0.001} for _ in range(8)]
+    shares[2] = {"large": 0.25, "small": 0.03}
+    shares[6] = {"large": 0.40, "small": 0.001}
+    scores = class_slices(shares)
+    assert rank_slices(scores, set())[0][1] == 6 and rank_slices(scores, set())[-1][1] == 2  # plain: last
+    rng = np.random.default_rng(0)
+    picked_for = Counter()
+    for _ in range(200):
+        key, picks, value, muscles = choose_by_class([("a", scores, set())], 1, rng)
+        assert key == "a" and len(picks) == 1 and value > 0
+        picked_for[muscles[0]] += 1
+        if muscles[0] == "small":
+            assert picks == [2]  # 0.03 against 0.001: (30)^8 times as likely
+    assert 70 < picked_for["small"] < 130 and picked_for["small"] + picked_for["large"] == 200
+
+
+def test_class_stratified_answers_n_slices_one_per_drawn_muscle_never_adjacent_or_annotated():
+    muscles = ["m1", "m2", "m3"]
+    shares = [{m: 0.1 + 0.01 * ((k + i) % 5) for i, m in enumerate(muscles)} for k in range(12)]
+    rng = np.random.default_rng(2)
+    for n in (2, 3, 5):  # 5 > 3 muscles: every muscle once, then again
+        key, picks, _, picked_for = choose_by_class([("a", class_slices(shares), {4, 5})], n, rng)
+        assert len(picks) == n and not set(picks) & {4, 5}
+        assert all(abs(a - b) > 1 for a in picks for b in picks if a != b)
+        assert sorted(picked_for[:3]) == sorted(muscles[:min(n, 3)]) if n >= 3 else len(set(picked_for)) == n
+
+
+def test_class_stratified_prefers_images_showing_the_drawn_muscles_and_falls_back_to_plain_scores():
+    thigh = class_slices([{"vastus_lateralis": 0.2} for _ in range(6)])
+    leg = class_slices([{"soleus": 0.2} for _ in range(6)], region="leg")
+    rng = np.random.default_rng(5)
+    for _ in range(20):  # one muscle per region: the image that shows the drawn one wins
+        key, _, _, picked_for = choose_by_class([("thigh", thigh, set()), ("leg", leg, set())], 1, rng)
+        assert picked_for == [{"thigh": "vastus_lateralis", "leg": "soleus"}[key]]
+    key, _, _, picked_for = choose_by_class([("thigh", thigh, set()), ("leg", leg, set())], 1, rng, region="leg")
+    assert key == "leg" and picked_for == ["soleus"]
+    key, picks, _, picked_for = choose_by_class([("thigh", thigh, set())], 3, rng, region="thigh")
+    assert len(picks) == 3 and picked_for == ["vastus_lateralis"] * 3  # fewer muscles than slices: again
+    key, picks, _, picked_for = choose_by_class([("thigh", thigh, set()), ("leg", leg, set())], 2, rng)
+    assert len(picks) == 2 and None in picked_for  # the other region's muscle: topped up by plain score
+    old = [{k: v for k, v in s.items() if k != "classes"} for s in thigh]  # scored before classes were kept
+    key, picks, _, picked_for = choose_by_class([("old", old, set())], 2, rng)
+    assert key == "old" and len(picks) == 2 and picked_for == [None, None]
+    assert choose_by_class([("old", old, set(range(6)))], 2, rng) is None

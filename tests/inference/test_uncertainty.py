@@ -1,10 +1,10 @@
-"""Per-slice uncertainty pieces: slice order, typicality, slice embeddings."""
+"""Per-slice uncertainty pieces: slice order, typicality, slice embeddings, per-muscle shares."""
 
 import numpy as np
 import pytest
 import torch
 
-from lib.inference.uncertainty import slice_embeddings, stored_slice_order, typicality
+from lib.inference.uncertainty import slice_embeddings, stored_slice_order, typicality, uncertainty_scores
 from lib.networks.checkpoint import build_from_checkpoint
 from lib.paths import SHIPPED_WEIGHTS
 
@@ -33,3 +33,22 @@ def test_slice_embeddings_are_unit_vectors_of_the_deepest_encoder_level():
     assert embeddings.shape == (3, model.encoder[-1].conv2.out_channels)  # 256 for the compact preset
     assert torch.allclose(embeddings.norm(dim=1), torch.ones(3), atol=1e-4)
     assert torch.allclose(embeddings[0], embeddings[2], atol=1e-5) and not torch.allclose(embeddings[0], embeddings[1])
+
+
+def test_muscle_shares_split_the_slice_score_and_follow_where_the_muscle_is():
+    from lib.data.phantoms.phantom import generate_phantom
+    from lib.training.pretrain import PHANTOM_SPACING
+    from lib.transforms.preprocess import volume_to_model_grid
+
+    phantom = generate_phantom("thigh", 20_031, n_slices=3, severity="mild", spacing=PHANTOM_SPACING)
+    grid, label = volume_to_model_grid(phantom.image, phantom.label, phantom.affine)
+    slices = torch.from_numpy(np.ascontiguousarray(np.moveaxis(grid, 2, 0)[:, None]))
+    model = build_from_checkpoint(SHIPPED_WEIGHTS / "segmentation_thigh.pt").eval()
+    torch.manual_seed(0)
+    scores, shares = uncertainty_scores(model, slices)
+    assert scores.shape == (3,) and shares.shape == (3, 12)
+    assert (shares >= 0).all() and (shares.sum(1) <= scores + 1e-5).all()  # background holds the rest
+    assert (shares.sum(1) > 0.3 * scores).all()  # most of a thigh's uncertainty is at its muscles
+    absent = [c for c in range(12) if not (label == c + 1).any()]  # e.g. adductor longus in a mild phantom
+    present = [c for c in range(12) if (label == c + 1).sum() > 500]
+    assert present and min(shares[:, c].mean() for c in present) > max([shares[:, c].mean() for c in absent] + [0])

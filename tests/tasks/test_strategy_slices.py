@@ -15,8 +15,10 @@ from lib.data.datastore.local import MuscleDatastore
 from lib.data.io import save_nifti
 from lib.data.phantoms.phantom import generate_phantom
 from lib.errors import UserError
+from lib.labels import THIGH_MUSCLES
 from lib.networks.checkpoint import build_from_checkpoint, save_checkpoint
 from lib.paths import SHIPPED_WEIGHTS
+from lib.tasks.scoring_slices import SCORES_FORMAT, images_to_score, score_state
 from lib.tasks.strategy_slices import UncertainSlices, parse_params
 from tests.conftest import Server
 
@@ -106,6 +108,28 @@ def test_power_uncertain_draws_scored_tissue_slices_and_varies_its_picks(al_serv
     assert "power" in described["description"] and "score^8" in described["description"]
 
 
+def test_class_stratified_names_the_muscle_of_each_slice_and_spreads_over_muscles(al_server):
+    cached = image_info(al_server, THIGH)["slice_scores"]
+    assert cached["format"] == SCORES_FORMAT
+    tissue = [s for s in cached["slices"] if not s["empty"]]
+    assert all(set(s["classes"]) == set(THIGH_MUSCLES) for s in tissue if s["region"] == "thigh")
+    assert all(sum(s["classes"].values()) <= s["score"] + 1e-4 for s in tissue)  # shares of the slice's score
+    muscles = []
+    for _ in range(6):
+        r = next_sample(al_server, "class_stratified", n=2, region="thigh")
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        assert answer["id"] == THIGH and answer["scored"] is True
+        assert image_info(al_server, THIGH)["suggested_slices"]["strategy"] == "class_stratified"
+        assert len(answer["muscles"]) == len(answer["slices"]) and not set(answer["slices"]) & EMPTY_SLICES
+        assert all(abs(a - b) > 1 for a in answer["slices"] for b in answer["slices"] if a != b)
+        assert set(answer["muscles"]) <= set(THIGH_MUSCLES) | {None}
+        muscles += answer["muscles"]
+    assert len(set(muscles) - {None}) >= 4  # 12 thigh muscles drawn at random, 2 per request: 4 or fewer, p < 1e-5
+    described = requests.get(f"{al_server.url}/info/", timeout=30).json()["strategies"]["class_stratified"]
+    assert "ClaSP" in described["description"] and "muscle" in described["description"]
+
+
 def test_monai_label_client_gets_id_and_slice(al_server):
     answer = MONAILabelClient(al_server.url).next_sample("uncertain_slices", {"n": 2})
     assert answer["id"] in al_server.truth and isinstance(answer["slice"], int) and answer["path"]
@@ -162,6 +186,19 @@ def test_nothing_unlabelled_gives_an_empty_answer(tmp_path):
     datastore = MuscleDatastore(str(tmp_path / "studies"), auto_reload=False)
     paths = {n: [str(SHIPPED_WEIGHTS / f"{n}.pt"), str(tmp_path / f"{n}.pt")] for n in NETWORKS}
     assert UncertainSlices(paths)({"strategy": "uncertain_slices"}, datastore) == {}
+
+
+def test_scores_cached_before_per_muscle_shares_are_stale_until_scored_again(tmp_path):
+    (tmp_path / "studies").mkdir()
+    leg = generate_phantom("leg", 20_024, n_slices=2, severity="mild", spacing=(1.037037, 1.037037, 5.0))
+    save_nifti(tmp_path / "studies" / "old.nii.gz", leg.image, leg.affine)
+    datastore = MuscleDatastore(str(tmp_path / "studies"), auto_reload=False)
+    old = [{"slice": k, "score": 0.5, "region": "leg", "confidence": 0.9, "empty": False} for k in range(2)]
+    datastore.update_image_info("old", {"slice_scores": {"model": "v1", "time": 0, "slices": old}})
+    assert score_state(datastore, "old", "v1") == ("stale", old)  # still used, ranked after live scores
+    assert images_to_score(datastore, "v1") == ["old"]  # and scored again by the background task
+    datastore.update_image_info("old", {"slice_scores": {"model": "v1", "format": SCORES_FORMAT, "slices": old}})
+    assert score_state(datastore, "old", "v1")[0] == "live" and images_to_score(datastore, "v1") == []
 
 
 def test_params():
