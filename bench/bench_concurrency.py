@@ -6,8 +6,9 @@ The scenario of ``tests/reliability/test_concurrency.py`` (which asserts correct
 labels byte-identical, the index valid): 8 clients, each with its own uploaded 96 x 96 x 6 leg
 phantom, do 3 rounds of infer, save label, read it back, next sample (``random`` twice, then
 ``uncertain_slices`` for the leg), while a training round and slice scoring run in the
-background. The server scores the embedded studies from start-up and the 8 uploads as they come
-(next sample only reads cached scores, issue 18); the training round is long enough (2 epochs
+background. The clients start once the server has scored the embedded studies it started with,
+as on a server that has been up a while; it scores the 8 uploads as they come (next sample only
+reads cached scores, issue 18); the training round is long enough (2 epochs
 of 20 steps) to last the whole client phase. A poller records which background tasks ran
 while the clients worked, and the next-sample answers are counted by what ranked them (scored
 by the live model, by an earlier model, unscored). Writes ``bench/results/concurrency.json``
@@ -71,6 +72,9 @@ def run() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         with Server(copy_studies(tmp / "studies"), tmp / "server.log") as srv:
+            # A server that has been up a while: the studies it started with are scored (the
+            # leg requests of the last round need a scored leg), the uploads are not yet.
+            srv.wait_scoring_idle(900)
             phantoms = upload_images(srv, tmp)
             train = requests.post(f"{srv.url}/train/segmentation_leg", json=TRAIN_ROUND, timeout=60)
             scoring = requests.post(f"{srv.url}/scoring/slice_uncertainty", timeout=60)  # 429: already running
