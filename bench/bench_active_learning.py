@@ -26,7 +26,9 @@ Scenarios (``--scenario``):
 Strategies: ``random`` and ``foreground_random`` (the served baselines, same draws as
 ``lib.tasks.strategy_slices``); ``uncertain_slices`` (MC-dropout ranking, stratified along the
 limb, ``lib.inference.ranking.choose_image``); ``power_uncertain`` (the same ranking with power
-noising: drawn in proportion to score^beta, ClaSP PE / Kirsch et al.); ``typical_then_uncertain``
+noising: drawn in proportion to score^beta, ClaSP PE / Kirsch et al.); ``class_stratified`` (one slice
+per randomly drawn muscle, by that muscle's share of the uncertainty, power-noised: ClaSP PE's
+class-stratified querying, ``choose_by_class``); ``typical_then_uncertain``
 (a budget-aware switch: the most typical slices of the pool, TypiClust's k-NN density of encoder
 features, until ``--switch`` slices are annotated, then uncertain_slices); ``typical_uncertain``
 (uncertainty x typicality). Each strategy's loops all start from the same live model, whose
@@ -58,8 +60,10 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_networks import machine  # noqa: E402
 from lib.data.phantoms.phantom import SEVERITIES, generate_phantom  # noqa: E402
 from lib.data.phantoms.synthetic import FAMILIES, render  # noqa: E402
-from lib.inference.ranking import choose_image, draw_foreground, pick_spread  # noqa: E402
-from lib.inference.uncertainty import MIN_BODY_FRACTION, entropy_scores, slice_embeddings, typicality  # noqa: E402
+from lib.inference.ranking import choose_by_class, choose_image, draw_foreground, pick_spread  # noqa: E402
+from lib.inference.uncertainty import (MIN_BODY_FRACTION, entropy_scores, slice_embeddings, typicality,  # noqa: E402
+                                       uncertainty_scores)
+from lib.labels import THIGH_MUSCLES  # noqa: E402
 from lib.models.cache import load_network  # noqa: E402
 from lib.models.catalog import segmenter_name, weight_file  # noqa: E402
 from lib.models.registry import ModelRegistry  # noqa: E402
@@ -78,8 +82,8 @@ POOL_SEED_STEP = 100  # each loop seed draws its pool from its own block of subj
 SITE_VAL_SEED = SEED_BASE["val"] + 500  # the site's validation image: beyond the phantom validation set
 STYLE_SEED = 7  # appearance draws of restyled subjects (one per subject)
 SCENARIOS = ("new_site", "weak", "shipped")
-STRATEGIES = ("random", "foreground_random", "uncertain_slices", "power_uncertain", "typical_then_uncertain",
-              "typical_uncertain")
+STRATEGIES = ("random", "foreground_random", "uncertain_slices", "power_uncertain", "class_stratified",
+              "typical_then_uncertain", "typical_uncertain")
 # What one run within about an hour on 2 cores holds (3 seeds x 8 rounds each); the others via --strategies.
 DEFAULT_STRATEGIES = ("random", "uncertain_slices", "power_uncertain")
 
@@ -144,6 +148,14 @@ def choose(strategy: str, live: Path, pool: list[SliceSet], done: list[set], n: 
     if strategy == "foreground_random":  # as lib.tasks.strategy_slices.ForegroundRandomSlices
         i = rng.choice(open_subjects)
         return i, draw_foreground(tissue_fractions(pool[i]), done[i], n, rng, MIN_BODY_FRACTION)
+    if strategy == "class_stratified":  # as lib.tasks.strategy_slices.ClassStratifiedSlices
+        values = cache.get(live, f"classes {pool_key}", lambda m: [
+            [v.tolist() for v in uncertainty_scores(m, subject.images)] for subject in pool])
+        candidates = [(i, [{"slice": k, "score": v, "region": "thigh", "empty": False,
+                            "classes": dict(zip(THIGH_MUSCLES, shares))} for k, (v, shares) in enumerate(zip(*scores))],
+                       done[i]) for i, scores in enumerate(values)]
+        subject, slices, _, _ = choose_by_class(candidates, n, noise)
+        return subject, slices
     annotated = sum(len(d) for d in done)
     typical_phase = strategy == "typical_then_uncertain" and annotated < switch
     if typical_phase or strategy == "typical_uncertain":  # k-NN density over the pool's unannotated slices
@@ -236,6 +248,9 @@ def summarise(res: dict) -> dict:
         reach[name] = {"slices": k, "saving": None if k is None else round(1 - k / counts[-1], 3),
                        "budgets_below_random_by_over_1sd": below}
     res["slices_for_random_final_dice"] = reach
+    # One number per strategy for "which to serve": held-out Dice averaged over every budget
+    # after the start (the area under its learning curve), mean over seeds.
+    res["mean_dice_over_budgets"] = {name: round(float(c[:, 1:].mean()), 4) for name, c in curves.items()}
     return res
 
 
@@ -259,6 +274,8 @@ def report(res: dict, stem: str) -> None:
                      + (f"; below random by more than one sd at {r['budgets_below_random_by_over_1sd']} slices"
                         if r["budgets_below_random_by_over_1sd"] else "; never below random by more than one sd")
                      + ".  ")
+    lines.append("Mean held-out Dice over the budgets " + f"{counts[1]}-{counts[-1]} (area under the curve): " + ", ".join(
+        f"{name} {v:.4f}" for name, v in sorted(res["mean_dice_over_budgets"].items(), key=lambda x: -x[1])) + ".")
     severities = list(SEVERITIES) if any("severity" in p for p in res["pick_profiles"].values()) else []
     head = ["strategy", "slices picked", "at the limb's ends (outer quarters)", "subjects per loop",
             *(f"from {s} subjects" for s in severities)]
@@ -269,6 +286,9 @@ def report(res: dict, stem: str) -> None:
     rejected = {name: sum(s.count("rejected") for s in runs) for name, runs in res["round_status"].items()}
     lines += ["", "Rounds the publish guard rejected: " + ", ".join(f"{k} {v}" for k, v in rejected.items()) + ".",
               "", f"Machine: {res['machine']['cpu']}, {res['machine']['threads']} threads; {res['seconds']:.0f} s in all."]
+    if res.get("merged"):
+        lines.append(f"{', '.join(res['merged']['strategies'])} come from an earlier run ({res['merged']['seconds']:.0f} s "
+                     "of the total) with the same settings; this run's random curves reproduced its to 1e-6.")
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     (RESULTS / f"{stem}.json").write_text(json.dumps(res, indent=2) + "\n")
     try:
@@ -314,6 +334,29 @@ def scenario_data(args, seed: int, tmp: Path, weak_cache: dict):
     return live, pool, sum(held_out[1:], held_out[0]), site_val
 
 
+MATCHING = ("scenario", "style", "seeds", "pool_subjects", "pool_slices", "test_subjects", "rounds", "n", "switch",
+            "round_settings")
+
+
+def merged(res: dict, earlier: dict) -> dict:
+    """``res`` plus the strategies only ``earlier`` (a results file) has, when both ran the same
+    settings and random's curves agree to 1e-6: the loops are deterministic on one machine (the
+    same seeds gave the same Dice to 7 digits), so a new strategy need not rerun the others.
+    Raises ValueError otherwise."""
+    differ = [k for k in MATCHING if res.get(k) != earlier.get(k)]
+    if differ:
+        raise ValueError(f"settings differ from the earlier results: {differ}")
+    new, old = curve_arrays(res)[0]["random"], curve_arrays(earlier)[0]["random"]
+    if new.shape != old.shape or not np.allclose(new, old, atol=1e-6, rtol=0):
+        raise ValueError("random's curves differ from the earlier results': not the same machine or code")
+    kept = [s for s in earlier["curves"] if s not in res["curves"]]
+    for key in ("curves", "picks", "pick_profiles", "round_status"):
+        res[key] = {**res[key], **{s: earlier[key][s] for s in kept}}
+    res["merged"] = {"strategies": kept, "seconds": earlier["seconds"], "machine": earlier["machine"]}
+    res["seconds"] += earlier["seconds"]
+    return res
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", choices=SCENARIOS, default="new_site")
@@ -338,6 +381,9 @@ def main() -> None:
                              "falls as the model adapts) with the site's one image, and with 0.005 it rejected 27 "
                              "of 46 rounds, so the curves measured the guard rather than the picks. weak: the "
                              "weak model was picked on the guard's own validation phantoms")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other strategies of the earlier results file of the same name (same settings, "
+                             "random's curves checked to agree)")
     parser.add_argument("--name", default=None, help="results file name under bench/results/ (default "
                                                       "active_learning, active_learning_<scenario> for the others)")
     args = parser.parse_args()
@@ -365,12 +411,19 @@ def main() -> None:
                 statuses[strategy].append(status)
     severity_of = {"weak": lambda i: SEVERITIES[i % len(SEVERITIES)], "shipped": lambda i: "severe"}.get(args.scenario)
     profiles = {s: pick_profile(runs, pools, severity_of) for s, runs in picks.items()}
-    report({"machine": machine(), "scenario": args.scenario, "style": args.style if args.scenario == "new_site" else None,
-            "seeds": args.seeds, "pool_subjects": args.pool, "pool_slices": args.pool_slices,
-            "test_subjects": args.test_subjects, "rounds": args.rounds, "n": args.n, "switch": args.switch,
-            "weak_subjects": args.weak_subjects if weak_start else None, "round_settings": settings,
-            "curves": curves, "picks": picks, "pick_profiles": profiles, "round_status": statuses,
-            "seconds": time.time() - start}, name)
+    res = {"machine": machine(), "scenario": args.scenario, "style": args.style if args.scenario == "new_site" else None,
+           "seeds": args.seeds, "pool_subjects": args.pool, "pool_slices": args.pool_slices,
+           "test_subjects": args.test_subjects, "rounds": args.rounds, "n": args.n, "switch": args.switch,
+           "weak_subjects": args.weak_subjects if weak_start else None, "round_settings": settings,
+           "curves": curves, "picks": picks, "pick_profiles": profiles, "round_status": statuses,
+           "seconds": time.time() - start}
+    if args.merge and (RESULTS / f"{name}.json").exists():
+        try:
+            res = merged(res, json.loads((RESULTS / f"{name}.json").read_text()))
+        except ValueError as e:
+            name += "_unmerged"
+            print(f"not merged ({e}); written as {name}", flush=True)
+    report(res, name)
     print((RESULTS / f"{name}.md").read_text())
 
 
