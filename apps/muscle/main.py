@@ -39,7 +39,7 @@ from lib.server.threads import move_heavy_routes_off_the_loop  # noqa: E402
 from lib.settings import apply_server_defaults  # noqa: E402
 from lib.tasks.batch_infer import MuscleBatchInferTask, check_batch_request  # noqa: E402
 from lib.tasks.background import queue_scoring, set_auto_scoring  # noqa: E402
-from lib.tasks.strategy_slices import SCORING_METHOD, ForegroundRandomSlices, RandomSlices  # noqa: E402
+from lib.tasks.strategy_slices import DEFAULT_STRATEGY, SCORING_METHOD, ForegroundRandomSlices, RandomSlices  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,8 @@ class MuscleApp(MONAILabelApp):
         strategies = {"random": RandomSlices(), "foreground_random": ForegroundRandomSlices(), "first": First()}
         for config in self.configs.values():
             strategies.update(config.strategy() or {})
-        return strategies
+        # Slicer and OHIF preselect the first strategy /info lists: the best of `bench active_learning`
+        return {DEFAULT_STRATEGY: strategies.pop(DEFAULT_STRATEGY), **strategies}
 
     def init_scoring_methods(self):
         methods = {}

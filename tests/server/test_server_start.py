@@ -18,7 +18,9 @@ def count_study_images(folder: Path) -> int:
 def test_info_lists_app_strategies_and_models(server):
     info = requests.get(f"{server.url}/info/", timeout=30).json()
     assert info["name"].startswith("Muscle segmentation")
-    assert {"random", "foreground_random", "uncertain_slices", "first"} <= set(info["strategies"])
+    assert {"random", "foreground_random", "uncertain_slices", "power_uncertain", "class_stratified",
+            "first"} <= set(info["strategies"])
+    assert next(iter(info["strategies"])) == "foreground_random"  # what Slicer and OHIF preselect
     assert set(info["trainers"]) == {"muscle", "classifier", "segmentation_thigh", "segmentation_leg"}
     assert {"slice_uncertainty", "evaluation"} <= set(info["scoring"])
     assert info["trainers"]["segmentation_thigh"]["config"]["tolerance"] == 0.005
