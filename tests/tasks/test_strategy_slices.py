@@ -92,17 +92,25 @@ def test_suggestions_are_spread_tissue_slices_and_never_repeat_once_annotated(al
     assert not set(left.get("slices", [])) & (annotated | EMPTY_SLICES)
 
 
-def test_power_uncertain_draws_scored_tissue_slices_and_varies_its_picks(al_server):
+def drawn_thigh_answers(server, strategy: str, times: int = 6) -> list[dict]:
+    """``times`` answers of a drawing strategy for 2 thigh slices, each checked as every
+    slice-level answer must be: the scored thigh, its tissue slices, none adjacent, and the
+    suggestion kept in the image's info under the strategy's name."""
     answers = []
-    for _ in range(6):
-        r = next_sample(al_server, "power_uncertain", n=2, region="thigh")
+    for _ in range(times):
+        r = next_sample(server, strategy, n=2, region="thigh")
         assert r.status_code == 200, r.text
         answer = r.json()
         assert answer["id"] == THIGH and answer["scored"] is True
         assert answer["slice"] == answer["slices"][0] and not set(answer["slices"]) & EMPTY_SLICES
         assert all(abs(a - b) > 1 for a in answer["slices"] for b in answer["slices"] if a != b)
-        assert image_info(al_server, THIGH)["suggested_slices"]["strategy"] == "power_uncertain"
-        answers.append(tuple(answer["slices"]))
+        assert image_info(server, THIGH)["suggested_slices"]["strategy"] == strategy
+        answers.append(answer)
+    return answers
+
+
+def test_power_uncertain_draws_scored_tissue_slices_and_varies_its_picks(al_server):
+    answers = [tuple(answer["slices"]) for answer in drawn_thigh_answers(al_server, "power_uncertain")]
     assert len(set(answers)) > 1  # a draw, not the same argmax every time (uncertain_slices repeats itself)
     described = requests.get(f"{al_server.url}/info/", timeout=30).json()["strategies"]["power_uncertain"]
     assert "power" in described["description"] and "score^8" in described["description"]
@@ -115,14 +123,8 @@ def test_class_stratified_names_the_muscle_of_each_slice_and_spreads_over_muscle
     assert all(set(s["classes"]) == set(THIGH_MUSCLES) for s in tissue if s["region"] == "thigh")
     assert all(sum(s["classes"].values()) <= s["score"] + 1e-4 for s in tissue)  # shares of the slice's score
     muscles = []
-    for _ in range(6):
-        r = next_sample(al_server, "class_stratified", n=2, region="thigh")
-        assert r.status_code == 200, r.text
-        answer = r.json()
-        assert answer["id"] == THIGH and answer["scored"] is True
-        assert image_info(al_server, THIGH)["suggested_slices"]["strategy"] == "class_stratified"
-        assert len(answer["muscles"]) == len(answer["slices"]) and not set(answer["slices"]) & EMPTY_SLICES
-        assert all(abs(a - b) > 1 for a in answer["slices"] for b in answer["slices"] if a != b)
+    for answer in drawn_thigh_answers(al_server, "class_stratified"):
+        assert len(answer["muscles"]) == len(answer["slices"])
         assert set(answer["muscles"]) <= set(THIGH_MUSCLES) | {None}
         muscles += answer["muscles"]
     assert len(set(muscles) - {None}) >= 4  # 12 thigh muscles drawn at random, 2 per request: 4 or fewer, p < 1e-5
