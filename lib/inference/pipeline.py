@@ -3,8 +3,9 @@
 A volume goes: pre-processing to the model grid (``lib.transforms.preprocess``) → the limbs of
 each chosen slice (``lib.inference.limbs``) → the classifier on each limb, one region split for
 the whole volume (``lib.inference.regions``) → each region's segmenter on each limb's crop of its
-slices, labels pasted back inside the limb (``lib.inference.batching``) → post-processing: clean-up
-on the model grid, back to the input's own grid, sides, measurements → a label file.
+slices, labels pasted back inside the limb (``lib.inference.batching``), none left on bone
+(``lib.inference.bone``) → post-processing: clean-up on the model grid, back to the input's own
+grid, sides, measurements → a label file.
 
 The steps read and write MONAI-style data dicts, so that MONAI Label's ``BasicInferTask`` runs
 them as its pre-transforms, inferer, post-transforms and writer (``lib.tasks``), and
@@ -20,6 +21,7 @@ import torch
 
 from lib.errors import UserError
 from lib.inference.batching import classify_limbs, classify_slices, resolve_device, segment_limbs
+from lib.inference.bone import clear_bone
 from lib.inference.limbs import Limb, find_limbs
 from lib.inference.measurements import MeasureMusclesd
 from lib.inference.regions import region_summary, route
@@ -41,6 +43,7 @@ OPTIONS = {
     "echo": 0,  # which volume of a 4D (multi-echo) series to use
     "cleanup": True,  # SPEC §2 area opening/closing of the predicted labels
     "keep_largest": False,  # per slice, each muscle keeps its largest region per limb, holes filled
+    "clear_bone": True,  # muscle labels inside a bone (marrow in a signal-void cortex) become background
 }
 
 
@@ -83,7 +86,10 @@ def segment(data, paths, slices: list[int], region: str, device: str, out: np.nd
     if not slices:
         return
     model = live_network(paths, segmenter_name(region), device)
-    channels = segment_limbs(model, np.asarray(data["image"][0]), slices, limbs_of(data, slices))
+    volume, limbs = np.asarray(data["image"][0]), limbs_of(data, slices)
+    channels = segment_limbs(model, volume, slices, limbs)
+    if data.get("clear_bone", True):
+        clear_bone(channels, volume, slices, limbs)
     out[:, :, slices] = channels_to_global(channels, region)
 
 

@@ -59,6 +59,7 @@ class MuscleInferTask(BasicInferTask):
         request["split_sides"] = parse_bool(request.get("split_sides", False), "split_sides")
         request["cleanup"] = parse_bool(request.get("cleanup", True), "cleanup")
         request["keep_largest"] = parse_bool(request.get("keep_largest", False), "keep_largest")
+        request["clear_bone"] = parse_bool(request.get("clear_bone", True), "clear_bone")
         try:
             request["echo"] = int(request.get("echo", 0))
         except (TypeError, ValueError):

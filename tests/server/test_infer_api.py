@@ -94,3 +94,24 @@ def test_viewer_extras_are_accepted(server, tmp_path):
     (tmp_path / "label.nrrd").write_bytes(parts["image"])
     assert parts["image"][:4] == b"NRRD"
     assert "soleus" in json.loads(parts["params"])["measurements"]
+
+
+def test_no_muscle_label_is_left_on_the_femur_of_a_real_thigh(server, tmp_path):
+    """The shipped thigh segmenter labels the femur of the embedded real Dixon thigh as muscle on
+    its distal slice; ``clear_bone`` (the default) takes those labels off and nothing else."""
+    labels = {}
+    for clear in (False, True):
+        params = {"slices": [0], "clear_bone": clear, "cleanup": False}
+        r = requests.post(f"{server.url}/infer/segmentation_thigh", params={"image": "real_thigh_dixon"},
+                          data={"params": json.dumps(params)}, timeout=300)
+        assert r.status_code == 200, r.text
+        (tmp_path / f"{clear}.nii.gz").write_bytes(multipart(r)["image"])
+        labels[clear] = np.asarray(nib.load(tmp_path / f"{clear}.nii.gz").dataobj)[:, :, 0]
+    kept, painted = labels[True] > 0, labels[False] > 0
+    assert not (kept & ~painted).any()  # nothing added
+    assert np.array_equal(labels[True][kept], labels[False][kept])  # nothing relabelled
+    cleared = painted & ~kept
+    assert cleared.sum() * 0.8 * 0.8 > 300  # mm^2: at least the marrow of one femur
+    r = requests.post(f"{server.url}/infer/segmentation_thigh", params={"image": "real_thigh_dixon"},
+                      data={"params": json.dumps({"clear_bone": "maybe"})}, timeout=60)
+    assert r.status_code == 422 and "clear_bone" in r.json()["detail"]
