@@ -17,9 +17,11 @@ A limb's bones (``bone_mask``), on the model grid (1.037 mm pixels):
   a thin cortex with 1-2 px gaps still closes;
 - *marrow*: a hole of the grown void, ``MIN_AREA``-``MAX_AREA`` mm^2 (the fibula's to the tibial
   plateau's and the femoral condyles'), not darker than half the fat, convex (solidity
-  ``MIN_SOLIDITY``), whose 2 px ring is at least ``MIN_RING_VOID`` void and whose ring median is
-  below ``MAX_RING`` x the darker level (cortex is a signal void; fascia and fat planes between
-  muscles, measured on ``musclemap_dixon_thigh``, are 0.48-0.57 of it);
+  ``MIN_SOLIDITY``), whose second pixel ring is at least ``MIN_RING_VOID`` void and whose 2 or
+  3 px ring has a median below ``MAX_RING`` x the darker level. Cortex is a signal void: on the
+  real volumes its rings measure 0.06-0.38 of that level (the 2 px ring reads a thin cortex, the
+  3 px ring a thick one whose inner pixel is blurred with marrow). The fascia and fat planes
+  ringing a muscle or a fat island measure 0.46-0.67 in both;
 - *cortex*: the pixels below ``MAX_RING`` x the darker level joined to a marrow within
   ``CORTEX_MM`` (a muscle beside the bone may be below ``VOID``: the tibialis anterior of the
   severe phantoms is).
@@ -77,14 +79,16 @@ def _levels(image: np.ndarray, labelled: np.ndarray, limb: np.ndarray, mm: float
 
 
 def _is_marrow(image: np.ndarray, hole: np.ndarray, void: np.ndarray, fat: float, dark: float) -> bool:
-    """Whether one hole of the void (all arrays cut to the hole's box grown by 3 px) is marrow."""
+    """Whether one hole of the void (all arrays cut to the hole's box grown by 4 px) is marrow."""
     if np.median(image[hole]) < 0.5 * fat:
         return False
     one = cross_filter(hole)
     two = cross_filter(one)
     if void[two & ~one].mean() < MIN_RING_VOID:
         return False
-    if np.median(image[two & ~hole]) >= MAX_RING * dark:
+    three = cross_filter(two)
+    ring = min(np.median(image[two & ~hole]), np.median(image[three & ~hole]))  # thin or thick cortex
+    if ring >= MAX_RING * dark:
         return False
     return regionprops(hole.astype(np.uint8))[0].solidity >= MIN_SOLIDITY
 
@@ -128,7 +132,7 @@ def _bone_in_box(img: np.ndarray, lab: np.ndarray, lmb: np.ndarray, mm: float) -
         area = np.count_nonzero(found[where] == index) * mm * mm
         if not MIN_AREA <= area <= MAX_AREA:
             continue
-        grow = tuple(slice(max(s.start - 3, 0), s.stop + 3) for s in where)
+        grow = tuple(slice(max(s.start - 4, 0), s.stop + 4) for s in where)
         hole = found[grow] == index
         if not lab[grow][hole].any():
             continue  # nothing to clear there
