@@ -94,21 +94,16 @@ def _is_marrow(image: np.ndarray, hole: np.ndarray, void: np.ndarray, fat: float
     return regionprops(hole.astype(np.uint8))[0].solidity >= MIN_SOLIDITY
 
 
-def bone_mask(image: np.ndarray, labelled: np.ndarray, limb: np.ndarray, mm: float = MODEL_SPACING,
-              box: tuple[slice, slice] | None = None) -> np.ndarray:
+def bone_mask(image: np.ndarray, labelled: np.ndarray, limb: np.ndarray, mm: float = MODEL_SPACING) -> np.ndarray:
     """The bones (marrow and cortex) of one limb of a 2D slice, as a bool mask (H, W).
 
     image: the normalised slice; labelled: where the segmenter put any muscle; limb: the limb's
-    mask, ``box`` its bounding box if known. Empty where the contrast is fat-dark or the levels
-    cannot be measured (module doc).
+    mask. Empty where the contrast is fat-dark or the levels cannot be measured (module doc).
     """
     out = np.zeros(limb.shape, bool)
-    if box is None:
-        found = ndi.find_objects(limb.astype(np.uint8))
-        if not found:
-            return out
-        box = found[0]
-    out[box] = _bone_in_box(image[box], labelled[box], limb[box], mm)
+    found = ndi.find_objects(limb.astype(np.uint8))
+    if found:
+        out[found[0]] = _bone_in_box(image[found[0]], labelled[found[0]], limb[found[0]], mm)
     return out
 
 

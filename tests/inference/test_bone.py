@@ -52,7 +52,7 @@ def test_clear_bone_sets_bone_labels_to_background_only(thighs):
     assert (channels[kept, 0] == label[kept]).mean() > 0.99
 
 
-def disc(shape, centre):
+def distance_from(shape, centre):
     """Each pixel's distance from ``centre``."""
     yy, xx = np.ogrid[:shape[0], :shape[1]]
     return np.hypot(yy - centre[0], xx - centre[1])
@@ -73,7 +73,7 @@ def test_a_fat_dark_slice_gets_no_bone(thighs):
     dark_fat = image[:, :, 0].copy()
     dark_fat[limb.mask & (label == 0)] = 0.12  # fat, marrow and cortex dark; muscle as it was
     muscle_level = np.median(dark_fat[(label > 0) & limb.mask])
-    r = disc(label.shape, inside_muscle(label, bone, limb))
+    r = distance_from(label.shape, inside_muscle(label, bone, limb))
     dark_fat[r < 14] = 0.03  # fat replacing the muscle around ...
     dark_fat[r < 8] = muscle_level  # ... an island of muscle left in it
     labelled = ((label > 0) | bone | (r < 14)) & limb.mask
@@ -86,7 +86,7 @@ def test_a_fat_island_behind_thin_fascia_keeps_its_label(thighs):
     marrow: the ring is neither thick nor dark enough."""
     image, label, bone = thighs
     limb = find_limbs(image)[0][0]
-    r = disc(label.shape, inside_muscle(label, bone, limb))
+    r = distance_from(label.shape, inside_muscle(label, bone, limb))
     slice_ = image[:, :, 0].copy()
     fat_level = np.median(slice_[limb.mask & (label == 0) & ~bone])
     muscle_level = np.median(slice_[(label > 0) & limb.mask & ~bone])
