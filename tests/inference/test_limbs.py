@@ -1,11 +1,12 @@
-"""Limbs of a slice: found with a gel pad beside them, one limb alone, two limbs touching."""
+"""Limbs of a slice: found with a gel pad beside them, one limb alone, two limbs touching; the
+mask their labels are pasted in."""
 
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
 from lib.data.phantoms.phantom import generate_phantom
-from lib.inference.limbs import crop, find_limbs, paste
+from lib.inference.limbs import PASTE_MARGIN, crop, find_limbs, paste, paste_mask
 from lib.transforms.geometry import MODEL_SPACING
 from lib.transforms.preprocess import volume_to_model_grid
 
@@ -80,3 +81,14 @@ def test_touching_limbs_are_cut_apart(legs):
 def test_an_empty_slice_has_no_limb():
     noise = np.random.default_rng(0).uniform(0, 0.04, (432, 432, 2)).astype(np.float32)
     assert find_limbs(noise) == [[], []]
+
+
+def test_the_paste_mask_grows_the_limb_by_its_margin_also_at_the_slice_edge(legs):
+    image, side = legs
+    cut = image[np.flatnonzero((side == 1).any(1))[0] + 20:].copy()  # the field of view cuts one limb
+    for limb in find_limbs(image)[0] + find_limbs(cut)[0]:
+        grown = paste_mask(limb)
+        assert np.array_equal(grown, ndi.binary_dilation(limb.mask, iterations=PASTE_MARGIN))
+        assert grown.sum() > limb.mask.sum()
+    edge = [limb for limb in find_limbs(cut)[0] if limb.box[0].start < PASTE_MARGIN]
+    assert edge and paste_mask(edge[0])[0].any(), "the cut limb's paste mask reaches the slice edge"
