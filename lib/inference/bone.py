@@ -16,7 +16,10 @@ A limb's bones (``bone_mask``), on the model grid (1.037 mm pixels):
 - *void*: pixels darker than ``VOID`` x the darker of the two levels, grown by one pixel so that
   a thin cortex with 1-2 px gaps still closes;
 - *marrow*: a hole of the grown void, ``MIN_AREA``-``MAX_AREA`` mm^2 (the fibula's to the tibial
-  plateau's and the femoral condyles'), not darker than half the fat, convex (solidity
+  plateau's and the femoral condyles') and at most ``MAX_LIMB_SHARE`` of the limb (the bones
+  accepted on the real volumes fill at most 0.19 of theirs; the whole muscle compartment inside a
+  dark band under the fat, a hole of 0.65-0.73 of the limb on a real T2 calf and on severe leg
+  phantoms, was kept out by its solidity alone, 0.72-0.80), not darker than half the fat, convex (solidity
   ``MIN_SOLIDITY``), whose second pixel ring is at least ``MIN_RING_VOID`` void and whose 2 or
   3 px ring has a median below ``MAX_RING`` x the darker level. Cortex is a signal void: on the
   real volumes its rings measure 0.06-0.38 of that level (the 2 px ring reads a thin cortex, the
@@ -60,6 +63,7 @@ from lib.transforms.weights import cross_filter
 FAT_DARK = 0.65  # fat below this x muscle: a fat-dark contrast, bones not searched
 VOID = 0.65  # void: below this x min(muscle, fat)
 MIN_AREA, MAX_AREA = 20.0, 4000.0  # mm^2 of marrow
+MAX_LIMB_SHARE = 0.5  # of the limb's area: a larger hole is a muscle compartment ringed by a dark band
 MIN_SOLIDITY = 0.8
 MIN_RING_VOID = 0.8  # fraction of the second pixel ring around the marrow that is void
 MAX_RING = 0.4  # median of the 2 or 3 px ring over min(muscle, fat)
@@ -122,11 +126,12 @@ def _bone_in_box(img: np.ndarray, lab: np.ndarray, lmb: np.ndarray, mm: float) -
     holes = cross_filter(ndi.binary_fill_holes(grown) & ~grown) & ~void & lmb
     found, _ = ndi.label(holes)
     marrow = np.zeros(lmb.shape, bool)
+    largest = min(MAX_AREA, MAX_LIMB_SHARE * np.count_nonzero(lmb) * mm * mm)
     for index, where in enumerate(ndi.find_objects(found), start=1):
         if where is None:
             continue
         area = np.count_nonzero(found[where] == index) * mm * mm
-        if not MIN_AREA <= area <= MAX_AREA:
+        if not MIN_AREA <= area <= largest:
             continue
         grow = tuple(slice(max(s.start - 4, 0), s.stop + 4) for s in where)
         hole = found[grow] == index

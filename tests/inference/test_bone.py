@@ -1,5 +1,5 @@
-"""Bone under muscle labels: found in fat-bright slices, cleared; muscle, fat-dark slices and
-marrow-like fat between muscles left alone."""
+"""Bone under muscle labels: found in fat-bright slices, cleared; muscle, fat-dark slices,
+marrow-like fat between muscles and a muscle compartment ringed by a dark band left alone."""
 
 import numpy as np
 import pytest
@@ -95,3 +95,16 @@ def test_a_fat_island_behind_thin_fascia_keeps_its_label(thighs):
     labelled = ((label > 0) | bone | (r < 9)) & limb.mask
     found = bone_mask(slice_, labelled, limb.mask)
     assert not found[r < 9].any()
+
+
+def test_a_muscle_compartment_ringed_by_a_dark_band_is_not_marrow():
+    """A slim calf whose muscle, as bright as half the fat, lies inside a 3 px signal-void band
+    under the subcutaneous fat (a T2 calf of the shared volumes has one): a round, fat-like hole in
+    a dark ring, as marrow is, but filling half the limb."""
+    r = distance_from((160, 160), (80, 80))
+    limb = r < 40
+    image = np.where(limb, 1.0, 0.0)  # subcutaneous fat, 8 px
+    image[r < 32] = 0.05  # the dark band
+    image[r < 29] = 0.6  # the muscle compartment, all labelled
+    found = bone_mask(image.astype(np.float32), r < 29, limb)
+    assert not found.any()
