@@ -2,8 +2,8 @@
 
 ``RobustNormalized``: MR intensities have no absolute scale (scanner, coil, sequence, echo), so
 each volume is mapped to [0, 1] between two percentiles of its own foreground.
-``ClassifierInputd``: the classifier sees each 432 x 432 model-grid slice downsized to 128 x 128
-(cubic, anti-aliased, SPEC §3).
+``classifier_input``: the classifier sees a 432 x 432 model-grid slice (or a limb's crop)
+downsized to 128 x 128 (cubic, anti-aliased, SPEC §3).
 """
 
 from __future__ import annotations
@@ -91,25 +91,3 @@ def classifier_input(x, size: int = CLASSIFIER_SIZE):
         zoom = torch.tensor([[sx, 0, 0, (sx - 1) / 2], [0, sy, 0, (sy - 1) / 2], [0, 0, 1, 0], [0, 0, 0, 1]])
         out.affine = out.affine.double() @ zoom.double()
     return out
-
-
-class ClassifierInputd(MapTransform):
-    """Dictionary form of ``classifier_input`` (SPEC §3: 128 x 128 classifier input).
-
-    keys: model-grid image keys ``(C, 432, 432, Z)``; size: output side; out_keys: where to
-    store the result, one per key (default: replace the key), e.g. ``out_keys="image_cls"`` to
-    keep the 432 x 432 image for the segmenter.
-    """
-
-    def __init__(self, keys, size: int = CLASSIFIER_SIZE, out_keys=None, allow_missing_keys=False):
-        super().__init__(keys, allow_missing_keys)
-        self.size = size
-        self.out_keys = self.keys if out_keys is None else tuple(np.atleast_1d(out_keys).tolist())
-        if len(self.out_keys) != len(self.keys):
-            raise ValueError(f"out_keys {self.out_keys} must match keys {self.keys}")
-
-    def __call__(self, data):
-        d = dict(data)
-        for key, out_key in self.key_iterator(d, self.out_keys):
-            d[out_key] = classifier_input(d[key], self.size)
-        return d

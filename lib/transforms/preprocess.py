@@ -1,8 +1,9 @@
 """The pre-processing chains of SPEC §3, composed once for inference and for training.
 
 Inference: load (any orientation, 2D/3D/4D) → keep the original for measurements and the
-writer → robust normalisation → model grid (LPS, 1.037 mm, 432 x 432) → 128 x 128 copy for
-the classifier. Training uses the same normalisation and grid on in-memory volumes.
+writer → robust normalisation → model grid (LPS, 1.037 mm, 432 x 432). The classifier's
+inputs are cut from that grid per limb (``lib.inference.batching``). Training uses the same
+normalisation and grid on in-memory volumes.
 """
 
 from __future__ import annotations
@@ -14,24 +15,20 @@ from monai.transforms import Compose, CopyItemsd
 
 from lib.labels import REGIONS
 from lib.transforms.geometry import ToModelGridd
-from lib.transforms.intensity import ClassifierInputd, RobustNormalized, classifier_input
+from lib.transforms.intensity import RobustNormalized, classifier_input
 from lib.transforms.loading import LoadVolumed
-
-CLASSIFIER_KEY = "image_cls"
-
 
 def inference_transforms(echo: int = 0, image_key: str = "image") -> list:
     """Dictionary transforms from an image path to model-grid inputs.
 
-    Adds ``image_original`` (the loaded volume, for measurements and the writer's affine) and
-    ``image_cls`` (the classifier's 128 x 128 slices) next to the 432 x 432 ``image``.
+    Adds ``image_original`` (the loaded volume, for measurements and the writer's affine) next
+    to the 432 x 432 ``image``.
     """
     return [
         LoadVolumed(image_key, echo=echo),
         CopyItemsd(image_key, names=f"{image_key}_original"),
         RobustNormalized(image_key),
         ToModelGridd(image_key, mode="bilinear"),
-        ClassifierInputd(image_key, out_keys=CLASSIFIER_KEY),
     ]
 
 
