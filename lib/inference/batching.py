@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lib.errors import UserError
-from lib.inference.limbs import Limb, crop, paste, paste_mask
+from lib.inference.limbs import Limb, crop, paste
 from lib.networks.fast import predict_logits
 from lib.transforms.intensity import classifier_input
 
@@ -83,9 +83,7 @@ def segment_limbs(model, volume: np.ndarray, slices: list[int], limbs: list[list
         x = torch.from_numpy(np.stack([c for *_, c in batch])[:, None]).to(device, dtype=torch.float32)
         channels = predict_logits(model, x).argmax(1).to(torch.uint8).cpu().numpy()
         for (j, limb, (row0, col0, _), _), patch in zip(batch, channels):
-            plane = out[:, :, j]
-            paste(plane, patch, row0, col0, paste_mask(limb))
-            out[:, :, j] = plane
+            paste(out[:, :, j], patch, row0, col0, limb.mask)
     return out
 
 
