@@ -302,3 +302,35 @@ def test_a_multi_echo_series_is_served_as_its_first_echo_and_a_broken_one_does_n
     assert stats["total"] == 3  # phantom, real slice, the mixed series; not the broken one
     sample = requests.post(f"{pacs_server.url}/activelearning/uncertain_slices", json={}, timeout=600)
     assert sample.status_code == 200 and sample.json()["id"] != broken_id, sample.text
+
+
+def test_processes_sharing_the_series_cache_each_get_the_whole_first_echo(orthanc, tmp_path):
+    """The server's processes (an infer and a scoring task, say) share the series cache. Each must
+    see the series downloaded and sorted once, never another's half-done folder (under load one
+    served 'echo 1 magnitude: 4 of 12 images' of a 16-image series)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import nibabel as nib
+    from dicomweb_client.session_utils import create_session_from_user_pass
+    from monailabel.datastore.dicom import DICOMwebClientX
+
+    from lib.data.dicom.dicomweb_datastore import MuscleDicomWebDatastore
+    from tests.transforms.test_dicom_series import multi_echo_series
+
+    phantom = generate_phantom("leg", 20_045, n_slices=4, spacing=(1.2, 1.2, 6.0), shape=(160, 128))
+    mixed = multi_echo_series(phantom.image, phantom.affine, key="shared-cache")
+    orthanc.client.store_instances(mixed)
+    series_id = str(mixed[0].SeriesInstanceUID)
+
+    def one_process(_):
+        client = DICOMwebClientX(url=orthanc.url, session=create_session_from_user_pass(USER, orthanc.password))
+        store = MuscleDicomWebDatastore(client, search_filter={"Modality": "MR"}, cache_path=str(tmp_path / "cache"))
+        uri = store.get_image_uri(series_id)
+        return uri, store.get_image_info(series_id).get("volume", "")
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(one_process, range(4)))
+    for uri, volume in answers:
+        assert volume.startswith("echo 1 magnitude: 4 of 16 images"), volume
+        assert np.array_equal(np.asarray(nib.load(uri).dataobj), phantom.image)
+    assert len(list((tmp_path / "cache").rglob("*.dcm"))) == 16  # 4 used, 12 set aside, no copies left

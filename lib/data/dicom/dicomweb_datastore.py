@@ -85,6 +85,13 @@ class MuscleDicomWebDatastore(DICOMWebDatastore):
         which MONAI Label's background processes rewrite and the server then reloads."""
         return os.path.realpath(os.path.join(self._datastore.image_path(), image_id)) + f".{kind}.txt"
 
+    def _write_note(self, image_id: str, kind: str, text: str) -> None:
+        """Replace a note whole: another process reading it never finds it emptied half-way."""
+        note = self._note(image_id, kind)
+        with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(note), prefix=".note.", delete=False) as f:
+            f.write(text)
+        os.replace(f.name, note)
+
     def list_images(self):
         """The PACS's series, less those found unusable (missing geometry, mixed): the others
         stay served and a strategy does not meet a broken series again (in any process, until
@@ -102,23 +109,39 @@ class MuscleDicomWebDatastore(DICOMWebDatastore):
         if not self._convert_to_nifti or os.path.exists(converted):
             return super().get_image_uri(image_id)
         if not os.path.isdir(image_dir) or not os.listdir(image_dir):
-            dicom_web_download_series(None, image_id, image_dir, self._client, self._fetch_by_frame)
+            self._fetch_series(image_id, image_dir)
+        return super().get_image_uri(image_id)
+
+    def _fetch_series(self, image_id: str, image_dir: str) -> None:
+        """Download the series and keep the chosen images, in a private folder renamed to
+        ``image_dir`` only when done: the server's processes (an infer and a scoring task, say)
+        share the cache, and one that found the folder half downloaded, or half sorted by the
+        other, served a volume of 12 of a series' 16 images."""
+        parent = os.path.dirname(image_dir)
+        work = tempfile.mkdtemp(prefix=f".{image_id}.", dir=parent)
         try:
-            selection = select_volume(image_dir, image_id)
-        except UserError as exc:
-            logger.warning(f"Series {image_id} is not served: {exc}")
-            with open(self._note(image_id, "unusable"), "w") as f:
-                f.write(str(exc))
-            raise
-        if selection.dropped:
-            os.makedirs(image_dir + ".unused", exist_ok=True)
-            for path in selection.dropped:
-                shutil.move(str(path), os.path.join(image_dir + ".unused", path.name))
-            logger.warning(f"Series {image_id}: using {selection.description}")
-        uri = super().get_image_uri(image_id)
-        with open(self._note(image_id, "volume"), "w") as f:
-            f.write(selection.description)
-        return uri
+            dicom_web_download_series(None, image_id, work, self._client, self._fetch_by_frame)
+            try:
+                selection = select_volume(work, image_id)
+            except UserError as exc:
+                logger.warning(f"Series {image_id} is not served: {exc}")
+                self._write_note(image_id, "unusable", str(exc))
+                raise
+            if selection.dropped:
+                os.makedirs(work + ".unused", exist_ok=True)
+                for path in selection.dropped:
+                    shutil.move(str(path), os.path.join(work + ".unused", path.name))
+                logger.warning(f"Series {image_id}: using {selection.description}")
+            self._write_note(image_id, "volume", selection.description)
+            try:
+                os.rename(work, image_dir)  # replaces an empty folder, fails on a filled one
+            except OSError:  # another process finished the same series first: keep its folder
+                return
+            if selection.dropped and not os.path.exists(image_dir + ".unused"):
+                os.rename(work + ".unused", image_dir + ".unused")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(work + ".unused", ignore_errors=True)
 
     def get_image_info(self, image_id: str) -> dict:
         """MONAI Label's image info plus ``volume``: which images of the series were used."""
