@@ -334,3 +334,4 @@ def test_processes_sharing_the_series_cache_each_get_the_whole_first_echo(orthan
         assert volume.startswith("echo 1 magnitude: 4 of 16 images"), volume
         assert np.array_equal(np.asarray(nib.load(uri).dataobj), phantom.image)
     assert len(list((tmp_path / "cache").rglob("*.dcm"))) == 16  # 4 used, 12 set aside, no copies left
+    assert not list(ROOT.glob(f"{series_id}*")), "a note written outside the cache"

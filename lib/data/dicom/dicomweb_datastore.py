@@ -80,10 +80,16 @@ def segment_entries(values: list[int]) -> list[dict]:
 class MuscleDicomWebDatastore(DICOMWebDatastore):
     """``DICOMWebDatastore`` whose ``final`` labels are checked and stored as muscle-named SEG."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Fixed once: while MONAI Label reloads its index (another process rewrote it), the index's
+        # image_path() is relative for a moment, and a note written then landed in the working folder.
+        self._series_root = os.path.realpath(self._datastore.image_path())
+
     def _note(self, image_id: str, kind: str) -> str:
         """A note beside the cached series (``volume``, ``unusable``): not in datastore_v2.json,
         which MONAI Label's background processes rewrite and the server then reloads."""
-        return os.path.realpath(os.path.join(self._datastore.image_path(), image_id)) + f".{kind}.txt"
+        return os.path.join(self._series_root, image_id) + f".{kind}.txt"
 
     def _write_note(self, image_id: str, kind: str, text: str) -> None:
         """Replace a note whole: another process reading it never finds it emptied half-way."""
@@ -104,8 +110,8 @@ class MuscleDicomWebDatastore(DICOMWebDatastore):
         with too), the others moved out of the cached series folder (MONAI Label's converter and
         the SEG writer read the whole folder); which images were used goes to the log and to the
         image's info (``volume``)."""
-        image_dir = os.path.realpath(os.path.join(self._datastore.image_path(), image_id))
-        converted = os.path.join(self._datastore.image_path(), f"{image_id}.nii.gz")
+        image_dir = os.path.join(self._series_root, image_id)
+        converted = os.path.join(self._series_root, f"{image_id}.nii.gz")
         if not self._convert_to_nifti or os.path.exists(converted):
             return super().get_image_uri(image_id)
         if not os.path.isdir(image_dir) or not os.listdir(image_dir):
