@@ -18,6 +18,7 @@ from lib.transforms.geometry import ToModelGridd
 from lib.transforms.intensity import RobustNormalized, classifier_input
 from lib.transforms.loading import LoadVolumed
 
+
 def inference_transforms(echo: int = 0, image_key: str = "image") -> list:
     """Dictionary transforms from an image path to model-grid inputs.
 

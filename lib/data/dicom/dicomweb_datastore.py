@@ -23,6 +23,7 @@ missing (the machine may be offline; ``pip install dcmqi`` provides it).
 from __future__ import annotations
 
 import colorsys
+import contextlib
 import logging
 import os
 import shutil
@@ -143,8 +144,9 @@ class MuscleDicomWebDatastore(DICOMWebDatastore):
                 os.rename(work, image_dir)  # replaces an empty folder, fails on a filled one
             except OSError:  # another process finished the same series first: keep its folder
                 return
-            if selection.dropped and not os.path.exists(image_dir + ".unused"):
-                os.rename(work + ".unused", image_dir + ".unused")
+            if selection.dropped:
+                with contextlib.suppress(OSError):  # set aside already by another process
+                    os.rename(work + ".unused", image_dir + ".unused")
         finally:
             shutil.rmtree(work, ignore_errors=True)
             shutil.rmtree(work + ".unused", ignore_errors=True)
