@@ -80,6 +80,24 @@ def run(repeats: int, preset: str = "compact") -> dict:
             "runs": rows, "machine": machine()}
 
 
+def markdown(results: dict) -> str:
+    """The table of ``infer.json``, with the machine: the CPU's vector ISA and whether it has
+    native bf16 decide the fast path's precision (bf16, else fp32), so figures differ by host."""
+    lines = ["| POST /infer/muscle, 432x432x52 (s) | " + " | ".join(results) + " |",
+             "| --- | " + " | ".join("---:" for _ in results) + " |"]
+    for k in ("wall", "pre", "infer", "post", "write", "overhead"):
+        lines.append(f"| {k} | " + " | ".join(f"{r['median_seconds'][k]:.2f}" for r in results.values()) + " |")
+    lines.append("| overhead fraction | " + " | ".join(f"{r['median_seconds']['overhead_fraction']:.0%}"
+                                                    for r in results.values()) + " |")
+    first = next(iter(results.values()))
+    m = first["machine"]
+    precision = "bf16" if m["native_bf16"] else "fp32"
+    lines += ["", f"Medians of {first['repeats']} runs after a warm-up; {m['cpu']}, {m['cpu_capability']}, "
+              f"native bf16: {m['native_bf16']} (the fast path runs {precision}), {m['threads']} threads, "
+              f"load {m['load_average_1min']}. `paper`: untrained weights of the paper's size (timing only)."]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -88,18 +106,9 @@ def main() -> None:
     results = {preset: run(args.repeats, preset) for preset in args.presets}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "infer.json").write_text(json.dumps(results, indent=2) + "\n")
-    lines = ["| POST /infer/muscle, 432x432x52 (s) | " + " | ".join(results) + " |",
-             "| --- | " + " | ".join("---:" for _ in results) + " |"]
-    for k in ("wall", "pre", "infer", "post", "write", "overhead"):
-        lines.append(f"| {k} | " + " | ".join(f"{r['median_seconds'][k]:.2f}" for r in results.values()) + " |")
-    lines.append("| overhead fraction | " + " | ".join(f"{r['median_seconds']['overhead_fraction']:.0%}"
-                                                    for r in results.values()) + " |")
-    first = next(iter(results.values()))["machine"]
-    lines += ["", f"Medians of {args.repeats} runs after a warm-up; {first['cpu']}, {first['threads']} threads, "
-              f"load {first['load_average_1min']}. `paper`: untrained weights of the paper's size (timing only)."]
-    (RESULTS / "infer.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-
+    table = markdown(results)
+    (RESULTS / "infer.md").write_text(table)
+    print(table, end="")
 
 if __name__ == "__main__":
     main()
