@@ -110,5 +110,6 @@ def main() -> None:
     (RESULTS / "infer.md").write_text(table)
     print(table, end="")
 
+
 if __name__ == "__main__":
     main()
