@@ -8,7 +8,9 @@ is split by a multiplicatively weighted Voronoi partition of the region layout's
 (``lib.data.phantoms.layout``), after a smooth invertible warp of the plane: small muscles come
 out rounded and nested between big ones, boundaries gently curved. A piece of a cell cut off
 by a bone goes to its neighbour, so each muscle is one region per limb and slice. Each limb
-draws its own size, fat, rotation, seed jitter and warp around its subject's.
+draws its own size, fat, rotation, seed jitter and warp around its subject's. A layout with an
+``external_rotation`` range also turns the bones and muscles outward inside the outline, as a
+supine leg rolls out while its back lies flat on the table.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class Limb:
     size_jitter: np.ndarray  # (n_cells,) relative
     warp: np.ndarray  # (3, 6): amplitude, direction, wave vector (2), phase, phase speed
     centre: tuple[float, float] = (0.0, 0.0)  # (x, y) in array mm, set by the placement
+    external_rotation: float = 0.0  # rad: bones and muscles turned outward inside the outline
 
     def girth(self, t: float) -> float:
         """Relative limb size at position t (layout.girth_profile)."""
@@ -78,7 +81,14 @@ def sample_subject(layout: str, rng: np.random.Generator) -> dict:
         seed_jitter=rng.normal(0.0, 0.035, (n_cells, 2)),
         size_jitter=np.exp(rng.normal(0.0, 0.06, n_cells)),
         n_bones=n_bones,
-    )
+    ) | _external_rotation(lay, rng)
+
+
+def _external_rotation(lay: RegionLayout, rng: np.random.Generator) -> dict:
+    """Drawn only for layouts that have one, so the other layouts' draws stay as they were."""
+    if lay.external_rotation == (0.0, 0.0):
+        return {}
+    return {"external_rotation": np.deg2rad(rng.uniform(*lay.external_rotation))}
 
 
 def sample_limb(layout: str, subject: dict, side: int, rng: np.random.Generator) -> Limb:
@@ -104,7 +114,16 @@ def sample_limb(layout: str, subject: dict, side: int, rng: np.random.Generator)
         seed_jitter=s["seed_jitter"] + rng.normal(0.0, 0.012, (n_cells, 2)),
         size_jitter=s["size_jitter"] * np.exp(rng.normal(0.0, 0.025, n_cells)),
         warp=warp,
+        external_rotation=s.get("external_rotation", 0.0),
     )
+
+
+def turn_outward(limb: Limb, points: np.ndarray) -> np.ndarray:
+    """(K, 2) local (lateral, anterior) positions turned by the limb's external rotation:
+    anterior toward lateral, posterior toward medial."""
+    c, s = np.cos(limb.external_rotation), np.sin(limb.external_rotation)
+    points = np.asarray(points, np.float64)
+    return np.stack([c * points[..., 0] + s * points[..., 1], -s * points[..., 0] + c * points[..., 1]], -1)
 
 
 def skin_radius(limb: Limb, t: float, theta: np.ndarray) -> np.ndarray:
@@ -188,11 +207,12 @@ def rasterise(limb: Limb, t: float, dx: np.ndarray, dy: np.ndarray):
     for b, bone in enumerate(lay.bones):
         grow = t if bone.taper < 0 else 1.0 - t
         radius = limb.bone_radius[b] * (1.0 + abs(bone.taper) * grow ** 4)
-        bl, ba = lat - bone.centre[0] * half_w, ant - bone.centre[1] * half_d
+        centre = turn_outward(limb, bone.centre)
+        bl, ba = lat - centre[0] * half_w, ant - centre[1] * half_d
         rb = np.hypot(bl, ba)
         outer = radius
         if bone.lobes:
-            apex = np.deg2rad(bone.lobe_angle)
+            apex = np.deg2rad(bone.lobe_angle) - limb.external_rotation
             outer = radius * (1.0 + bone.lobes * np.cos(3 * (np.arctan2(ba, bl) - apex)))
         in_bone = rb < outer
         tissue[in_bone] = CORTEX
@@ -210,7 +230,7 @@ def cell_seeds(limb: Limb, t: float) -> tuple[np.ndarray, np.ndarray]:
     its ``span`` shrinks to (almost) nothing."""
     cells = limb.layout.cells
     seeds = np.array([np.add(c.seed, np.multiply(c.shift, 2 * t - 1)) for c in cells])
-    seeds = seeds + limb.seed_jitter
+    seeds = turn_outward(limb, seeds + limb.seed_jitter)
     sizes = np.array([c.size * (1.0 + c.growth * (2 * t - 1)) * max(presence(c.span, t), 1e-3)
                       for c in cells]) * limb.size_jitter
     return seeds.astype(np.float32), sizes.astype(np.float32)
@@ -244,7 +264,7 @@ def _draw_vessels(limb, t, tissue, lat, ant, half_w, half_d) -> None:
     """Dark vessels: one in each intermuscular fat pad, superficial veins in the fat."""
     for c in limb.layout.cells:
         if c.tissue == FAT_PAD:
-            seed = np.add(c.seed, np.multiply(c.shift, 2 * t - 1))
+            seed = turn_outward(limb, np.add(c.seed, np.multiply(c.shift, 2 * t - 1)))
             near = (lat - seed[0] * half_w) ** 2 + (ant - seed[1] * half_d) ** 2 < 9.0
             tissue[near & (tissue == FAT_PAD)] = VESSEL
     for angle in limb.layout.veins:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -9,7 +11,8 @@ from scipy import ndimage as ndi
 
 from lib import labels as L
 from lib.data.io import load_nifti, save_nifti
-from lib.data.phantoms.layout import MUSCLE, MUSCLE_RANGE, SUBCUT_FAT
+from lib.data.phantoms import anatomy as A
+from lib.data.phantoms.layout import LAYOUTS, MARROW, MUSCLE, MUSCLE_RANGE, SKIN, SUBCUT_FAT
 from lib.data.phantoms.phantom import annotated_slices, generate_phantom, sparse_label
 from lib.errors import UserError
 
@@ -90,6 +93,32 @@ def test_anterior_muscles_have_small_y(phantom):
     y_front = np.nonzero(phantom.label == names[front])[1].mean()
     y_back = np.nonzero(phantom.label == names[back])[1].mean()
     assert y_front < y_back
+
+
+def test_external_rotation_turns_bones_and_muscles_outward_inside_the_same_outline():
+    rng = np.random.default_rng(0)
+    limb = A.sample_limb("leg_anatomical", A.sample_subject("leg_anatomical", rng), 1, rng)
+    assert np.deg2rad(-15.0) <= limb.external_rotation <= np.deg2rad(35.0)
+    dx, dy = (a.astype(np.float32) for a in np.mgrid[-80:80:0.5, -80:80:0.5])
+    straight = A.rasterise(replace(limb, external_rotation=0.0), 0.5, dx, dy)
+    turned = A.rasterise(replace(limb, external_rotation=np.deg2rad(30.0)), 0.5, dx, dy)
+
+    def lateral(tissue, cell, which):  # local lateral position (mm) of a structure's centroid
+        mask = tissue == MARROW if which == "bone" else cell == which
+        parts, _ = ndi.label(mask)
+        biggest = parts == np.bincount(parts.ravel())[1:].argmax() + 1
+        return A.array_to_local(limb, dx[biggest].mean(), dy[biggest].mean())[0]
+
+    tibialis = [c.name for c in LAYOUTS["leg_anatomical"].cells].index("tibialis_anterior")
+    assert lateral(*turned, "bone") > lateral(*straight, "bone") + 10  # the tibia (largest marrow)
+    assert lateral(*turned, tibialis) > lateral(*straight, tibialis) + 10
+    np.testing.assert_array_equal(turned[0] == SKIN, straight[0] == SKIN)  # the outline stays
+
+
+@pytest.mark.parametrize("layout", ["thigh", "leg"])
+def test_layouts_without_external_rotation_draw_none(layout):
+    rng = np.random.default_rng(1)
+    assert A.sample_limb(layout, A.sample_subject(layout, rng), 2, rng).external_rotation == 0.0
 
 
 def test_shapes_change_smoothly_along_z():
