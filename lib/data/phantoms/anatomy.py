@@ -119,8 +119,8 @@ def sample_limb(layout: str, subject: dict, side: int, rng: np.random.Generator)
 
 
 def turn_outward(limb: Limb, points: np.ndarray) -> np.ndarray:
-    """(K, 2) local (lateral, anterior) positions turned by the limb's external rotation:
-    anterior toward lateral, posterior toward medial."""
+    """Local (lateral, anterior) positions, shape (..., 2), turned by the limb's external
+    rotation: anterior toward lateral, posterior toward medial."""
     c, s = np.cos(limb.external_rotation), np.sin(limb.external_rotation)
     points = np.asarray(points, np.float64)
     return np.stack([c * points[..., 0] + s * points[..., 1], -s * points[..., 0] + c * points[..., 1]], -1)
