@@ -225,11 +225,16 @@ def rasterise(limb: Limb, t: float, dx: np.ndarray, dy: np.ndarray):
     return tissue, cell
 
 
+def layout_seed(cell, t: float) -> np.ndarray:
+    """A layout cell's seed (2,) at position t, before the limb's jitter and rotation."""
+    return np.add(cell.seed, np.multiply(cell.shift, 2 * t - 1))
+
+
 def cell_seeds(limb: Limb, t: float) -> tuple[np.ndarray, np.ndarray]:
     """Seed positions (K, 2) and sizes (K,) of the partition at position t; a cell outside
     its ``span`` shrinks to (almost) nothing."""
     cells = limb.layout.cells
-    seeds = np.array([np.add(c.seed, np.multiply(c.shift, 2 * t - 1)) for c in cells])
+    seeds = np.array([layout_seed(c, t) for c in cells])
     seeds = turn_outward(limb, seeds + limb.seed_jitter)
     sizes = np.array([c.size * (1.0 + c.growth * (2 * t - 1)) * max(presence(c.span, t), 1e-3)
                       for c in cells]) * limb.size_jitter
@@ -264,7 +269,7 @@ def _draw_vessels(limb, t, tissue, lat, ant, half_w, half_d) -> None:
     """Dark vessels: one in each intermuscular fat pad, superficial veins in the fat."""
     for c in limb.layout.cells:
         if c.tissue == FAT_PAD:
-            seed = turn_outward(limb, np.add(c.seed, np.multiply(c.shift, 2 * t - 1)))
+            seed = turn_outward(limb, layout_seed(c, t))
             near = (lat - seed[0] * half_w) ** 2 + (ant - seed[1] * half_d) ** 2 < 9.0
             tissue[near & (tissue == FAT_PAD)] = VESSEL
     for angle in limb.layout.veins:
