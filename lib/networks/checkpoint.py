@@ -21,6 +21,7 @@ from torch import nn
 from lib.errors import UserError
 from lib.files import write_atomic
 from lib.networks.classifier import RegionClassifier
+from lib.networks.logit_adjustment import attach
 from lib.networks.segmenter import ResidualVNet2D
 
 FORMAT = "muscle-networks/1"
@@ -116,6 +117,10 @@ def build_from_checkpoint(path: str | os.PathLike, map_location="cpu", return_me
         first_line = str(e).strip().splitlines()[0]
         raise CheckpointError(
             f"checkpoint {path} does not fit a {kind} {config}: {first_line}") from e
+    try:
+        attach(model, meta)  # predictions undo the training loss's class weights (lib.networks.logit_adjustment)
+    except ValueError as e:
+        raise CheckpointError(f"checkpoint {path}: {e}") from e
     if isinstance(map_location, (str, torch.device)):
         model.to(map_location)
     model.eval()

@@ -33,6 +33,7 @@ from lib.data.phantoms.phantom import SEVERITIES, generate_phantom
 from lib.labels import REGIONS
 from lib.models.catalog import CLASSIFIER, NETWORKS, record_file, segmenter_name, weight_file
 from lib.networks.checkpoint import build_from_checkpoint, save_checkpoint
+from lib.networks.logit_adjustment import attach
 from lib.networks.presets import build_classifier, build_segmenter
 from lib.training.averaging import WeightAverage, recalibrate_batch_norm
 from lib.training.loop import TrainSettings, fit
@@ -40,7 +41,7 @@ from lib.training.loss import make_segmentation_loss
 from lib.training.slices import SliceSet
 from lib.training.sources import (PHANTOM_SPACING, SEED_BASE, ClassifierValidation, SegmenterValidation,
                                   classifier_sources, segmenter_sources)
-from lib.training.synthetic import classifier_batches, segmentation_batches
+from lib.training.synthetic import classifier_batches, loss_class_weights, segmentation_batches
 from lib.transforms.preprocess import volume_to_model_grid
 
 logger = logging.getLogger(__name__)
@@ -120,6 +121,8 @@ def train_segmenter(region: str, plan: PretrainPlan, out: Path) -> dict:
     validate = SegmenterValidation(region, plan.val_subjects, plan.slices_per_subject)
     torch.manual_seed(plan.seed)
     model = initial_model(segmenter_name(region), plan, lambda: build_segmenter(region, plan.preset))
+    weights = loss_class_weights(sources, region)
+    attach(model, {"class_weights": weights})  # validation scores what will be served
     stages = parse_stages(getattr(plan, f"{region}_stages"))
     histories = []
     for index, (epochs, lr) in enumerate(stages):  # each fit: a fresh optimiser from the best weights so far
@@ -134,6 +137,7 @@ def train_segmenter(region: str, plan: PretrainPlan, out: Path) -> dict:
                 f"  {region} stage {i + 1}/{len(stages)} epoch {s['epoch']}/{s['epochs']} loss {s['loss']:.4f} "
                 f"val Dice {s['val']:.4f} ({s['seconds']:.0f} s)", flush=True)))
     return _save(model, segmenter_name(region), plan, histories, out, region=region, input="limb",
+                 class_weights=weights,
                  train_slices=sum(len(source) for source in sources),
                  sources={source.sources[0].split(":")[0] if len(source) == 1 else f"{len(source)} slices": share
                           for source, share in zip(sources, shares)})

@@ -25,7 +25,7 @@ from lib.inference.limbs import CLASSIFIER_CROP, MIN_CROP, crop
 from lib.labels import BORDER_SIGMA_PX, FIRST_VALUE, MUSCLES, num_classes
 from lib.transforms.geometry import MODEL_SPACING
 from lib.transforms.intensity import classifier_input
-from lib.transforms.weights import IGNORE_VALUE, border_weight_map
+from lib.transforms.weights import IGNORE_VALUE, border_weight_map, class_weights
 
 MAX_CLASS_WEIGHT = 20.0  # cap of the inverse-frequency weight of a rare muscle
 OBJECTS_P = 0.3  # share of samples with objects beside the limb
@@ -49,6 +49,12 @@ def class_frequencies(sources: list[LabelSlices], region: str) -> np.ndarray:
         channels = to_channels(source.label, region)
         counts += np.bincount(channels[channels != IGNORE_VALUE].ravel(), minlength=classes)[:classes]
     return counts / max(counts.sum(), 1)
+
+
+def loss_class_weights(sources: list[LabelSlices], region: str) -> list[float]:
+    """The class term of the segmenter's loss for each channel (``segmentation_batches``): the
+    capped inverse frequency over the sources, rounded as checkpoints record it."""
+    return [round(float(w), 4) for w in class_weights(class_frequencies(sources, region), MAX_CLASS_WEIGHT)]
 
 
 def limb_centres(tissue: np.ndarray) -> list[list[tuple[float, float]]]:

@@ -87,6 +87,14 @@ def limb_components(body: np.ndarray, max_limbs: int = 2, min_fraction: float = 
     return lut[comps], len(keep)
 
 
+def class_weights(class_frequencies: Sequence[float], max_class_weight: float | None = None) -> np.ndarray:
+    """The class term of SPEC §5's weight: mean_k(f_k) / f_c per class c (0 for an absent class),
+    capped at ``max_class_weight``. Checkpoints record it (``lib.networks.logit_adjustment``)."""
+    freq = np.asarray(class_frequencies, np.float64)
+    weights = np.divide(freq.mean(), freq, out=np.zeros(len(freq)), where=freq > 0)
+    return weights if max_class_weight is None else np.minimum(weights, max_class_weight)
+
+
 def class_weight_map(label: np.ndarray, num_classes: int, class_frequencies: Sequence[float] | None = None,
                      max_class_weight: float | None = None) -> np.ndarray:
     """w_class(x) = mean_k(f_k) / f_(true class of x); 0 on ignored pixels. label: (H, W) channels."""
@@ -98,9 +106,7 @@ def class_weight_map(label: np.ndarray, num_classes: int, class_frequencies: Seq
         freq = np.asarray(class_frequencies, np.float64)
         if freq.shape != (num_classes,):
             raise ValueError(f"class_frequencies needs {num_classes} values, got {freq.shape}")
-    weights = np.divide(freq.mean(), freq, out=np.zeros(num_classes), where=freq > 0)
-    if max_class_weight is not None:
-        weights = np.minimum(weights, max_class_weight)
+    weights = class_weights(freq, max_class_weight)
     lut = np.zeros(256, np.float32)
     lut[:num_classes] = weights
     return np.where(valid, lut[np.clip(label, 0, 255).astype(np.int64)], 0.0).astype(np.float32)

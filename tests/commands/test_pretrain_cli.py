@@ -45,6 +45,8 @@ def test_tiny_staged_run_records_every_stage(tmp_path):
     assert record["plan"]["leg_stages"] == "1@0.002,1@0.001" and record["seconds"] > 0
     assert record["validation_score"] == max(h["best_score"] for h in record["history"])  # best kept across stages
     assert (tmp_path / "segmentation_leg.pt").stat().st_size > 1e6
+    weights = record["class_weights"]  # served as the logit adjustment (lib.networks.logit_adjustment)
+    assert len(weights) == 7 and weights[0] < 1 < min(weights[1:]) and max(weights) <= 20
 
 
 @pytest.mark.skipif(not (SHARED_DATA / ROIS_FILE).exists(), reason=f"pretrain needs the real slice at {SHARED_DATA}")

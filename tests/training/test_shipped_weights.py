@@ -55,3 +55,13 @@ def test_weights_record_how_they_were_made():
         assert record["seeds"]["train"][1] < SEED_BASE["val"] <= record["seeds"]["val"][0] < SEED_BASE["test"]
         assert np.isfinite(record["validation_score"])
     assert sum(p.stat().st_size for p in SHIPPED_WEIGHTS.glob("*.pt")) < 30e6
+
+
+@pytest.mark.parametrize("name, classes", [("segmentation_thigh", 13), ("segmentation_leg", 7)])
+def test_shipped_segmenters_record_their_class_weights(name, classes):
+    """Served with the logit adjustment (lib.networks.logit_adjustment) that their loss calls for."""
+    model, meta = build_from_checkpoint(SHIPPED_WEIGHTS / f"{name}.pt", return_meta=True)
+    weights = meta["class_weights"]
+    assert len(weights) == classes and weights[0] < 1 < min(weights[1:])  # background weighted least
+    assert model.logit_adjustment is not None
+    assert json.loads((SHIPPED_WEIGHTS / f"{name}.json").read_text())["class_weights"] == weights
