@@ -44,6 +44,8 @@ def run(args) -> int:
     get_preset(plan.preset)  # unknown preset -> error before any work
     if plan.loss not in ("weighted_ce", "dice_ce"):
         raise UserError(f"--loss must be weighted_ce or dice_ce, got {plan.loss!r}")
+    if plan.class_weights not in ("inverse_frequency", "uniform"):
+        raise UserError(f"--class-weights must be inverse_frequency or uniform, got {plan.class_weights!r}")
     if plan.init_from and not Path(plan.init_from).is_dir():
         raise UserError(f"--init-from folder not found: {plan.init_from}")
     records = pretrain(plan, Path(args.out), networks=args.networks)

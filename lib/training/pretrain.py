@@ -73,6 +73,8 @@ class PretrainPlan:
     seed: int = 0
     device: str = "cpu"
     loss: str = "weighted_ce"  # SPEC §5; "dice_ce" is the alternative
+    # the weight map's class term: SPEC §5's capped inverse frequency, or "uniform" (border term only)
+    class_weights: str = "inverse_frequency"
     init_from: str = ""  # folder of earlier weights to continue from (empty: from scratch)
 
 
@@ -121,7 +123,7 @@ def train_segmenter(region: str, plan: PretrainPlan, out: Path) -> dict:
     validate = SegmenterValidation(region, plan.val_subjects, plan.slices_per_subject)
     torch.manual_seed(plan.seed)
     model = initial_model(segmenter_name(region), plan, lambda: build_segmenter(region, plan.preset))
-    weights = loss_class_weights(sources, region)
+    weights = loss_class_weights(sources, region, plan.class_weights)
     attach(model, {"class_weights": weights})  # validation scores what will be served
     stages = parse_stages(getattr(plan, f"{region}_stages"))
     histories = []
@@ -130,7 +132,7 @@ def train_segmenter(region: str, plan: PretrainPlan, out: Path) -> dict:
         settings = TrainSettings(epochs=epochs, steps_per_epoch=plan.steps_per_epoch, lr=lr, patience=2,
                                  device=plan.device)
         batches = segmentation_batches(sources, shares, region, plan.batch_size, plan.crop or 240, plan.seed + index,
-                                       plan.own_image_share)
+                                       plan.own_image_share, plan.class_weights)
         histories.append(fit(
             model, batches, make_segmentation_loss(plan.loss), validate, settings,
             on_epoch=lambda e, s, i=index: print(

@@ -51,9 +51,11 @@ def class_frequencies(sources: list[LabelSlices], region: str) -> np.ndarray:
     return counts / max(counts.sum(), 1)
 
 
-def loss_class_weights(sources: list[LabelSlices], region: str) -> list[float]:
+def loss_class_weights(sources: list[LabelSlices], region: str, mode: str = "inverse_frequency") -> list[float]:
     """The class term of the segmenter's loss for each channel (``segmentation_batches``): the
-    capped inverse frequency over the sources, rounded as checkpoints record it."""
+    capped inverse frequency over the sources, rounded as checkpoints record it; ones for "uniform"."""
+    if mode == "uniform":
+        return [1.0] * num_classes(region)
     return [round(float(w), 4) for w in class_weights(class_frequencies(sources, region), MAX_CLASS_WEIGHT)]
 
 
@@ -166,17 +168,20 @@ def segmentation_sample(source: LabelSlices, index: int, centre, region: str, si
 
 def segmentation_batches(sources: list[LabelSlices], weights, region: str, batch_size: int = 4,
                          size: int = MIN_CROP, seed: int = 0,
-                         own_image_share: float = 0.0) -> Iterator[tuple[torch.Tensor, ...]]:
-    """Endless ``(images, channel labels, weight maps)`` batches (SPEC §5 weights) of rendered crops."""
+                         own_image_share: float = 0.0,
+                         class_weights: str = "inverse_frequency") -> Iterator[tuple[torch.Tensor, ...]]:
+    """Endless ``(images, channel labels, weight maps)`` batches (SPEC §5 weights) of rendered crops;
+    ``class_weights="uniform"`` keeps only the weight maps' border term."""
     drawer = SampleDrawer(sources, weights, seed)
-    frequencies = class_frequencies(sources, region)
+    frequencies = class_frequencies(sources, region) if class_weights == "inverse_frequency" else None
     while True:
         images, labels, weights_ = [], [], []
         for _ in range(batch_size):
             k, i, centre = drawer.draw()
             image, channels = segmentation_sample(sources[k], i, centre, region, size, drawer.rng, own_image_share)
             weights_.append(border_weight_map(image, channels, num_classes(region), BORDER_SIGMA_PX[region],
-                                              class_frequencies=frequencies, max_class_weight=MAX_CLASS_WEIGHT))
+                                              class_weights=class_weights, class_frequencies=frequencies,
+                                              max_class_weight=MAX_CLASS_WEIGHT))
             images.append(image)
             labels.append(channels)
         yield (torch.from_numpy(np.stack(images)[:, None]), torch.from_numpy(np.stack(labels)[:, None].astype(np.int64)),

@@ -5,8 +5,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from lib.data.phantoms.real_slice import ROIS_FILE
+from lib.networks.checkpoint import build_from_checkpoint
 from lib.paths import SHARED_DATA
 from lib.training.pretrain import parse_stages
 from tests.conftest import ROOT
@@ -47,6 +49,24 @@ def test_tiny_staged_run_records_every_stage(tmp_path):
     assert (tmp_path / "segmentation_leg.pt").stat().st_size > 1e6
     weights = record["class_weights"]  # served as the logit adjustment (lib.networks.logit_adjustment)
     assert len(weights) == 7 and weights[0] < 1 < min(weights[1:]) and max(weights) <= 20
+
+
+@pytest.mark.skipif(not (SHARED_DATA / ROIS_FILE).exists(), reason=f"pretrain needs the real slice at {SHARED_DATA}")
+def test_uniform_class_weights_are_recorded_and_served_unadjusted(tmp_path):
+    proc = pretrain("--networks", "segmentation_leg", "--leg-stages", "1@0.002", "--steps-per-epoch", "2",
+                    "--train-subjects", "1", "--val-subjects", "1", "--slices-per-subject", "2",
+                    "--class-weights", "uniform", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads((tmp_path / "segmentation_leg.json").read_text())
+    assert record["class_weights"] == [1.0] * 7 and record["plan"]["class_weights"] == "uniform"
+    model = build_from_checkpoint(tmp_path / "segmentation_leg.pt")
+    assert torch.equal(model.logit_adjustment, torch.zeros(7))  # log(1) = 0: nothing to undo
+
+
+def test_unknown_class_weights_are_a_one_line_error(tmp_path):
+    proc = pretrain("--class-weights", "sqrt", "--out", str(tmp_path / "w"), timeout=ERROR_TIMEOUT)
+    assert proc.returncode == 2 and "--class-weights must be inverse_frequency or uniform" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
 
 
 @pytest.mark.skipif(not (SHARED_DATA / ROIS_FILE).exists(), reason=f"pretrain needs the real slice at {SHARED_DATA}")
