@@ -26,6 +26,7 @@ def add_arguments(parser):
 def run(args) -> int:
     from lib.networks.presets import get_preset
     from lib.training.pretrain import PretrainPlan, parse_stages, pretrain
+    from lib.transforms.weights import CLASS_WEIGHT_MODES
 
     plan = PretrainPlan(**{f.name: getattr(args, f.name) for f in fields(PretrainPlan)})
     for name in ("train_subjects", "val_subjects", "slices_per_subject", "classifier_epochs", "classifier_subjects",
@@ -44,8 +45,8 @@ def run(args) -> int:
     get_preset(plan.preset)  # unknown preset -> error before any work
     if plan.loss not in ("weighted_ce", "dice_ce"):
         raise UserError(f"--loss must be weighted_ce or dice_ce, got {plan.loss!r}")
-    if plan.class_weights not in ("inverse_frequency", "uniform"):
-        raise UserError(f"--class-weights must be inverse_frequency or uniform, got {plan.class_weights!r}")
+    if plan.class_weights not in CLASS_WEIGHT_MODES:
+        raise UserError(f"--class-weights must be {' or '.join(CLASS_WEIGHT_MODES)}, got {plan.class_weights!r}")
     if plan.init_from and not Path(plan.init_from).is_dir():
         raise UserError(f"--init-from folder not found: {plan.init_from}")
     records = pretrain(plan, Path(args.out), networks=args.networks)

@@ -25,7 +25,7 @@ from lib.inference.limbs import CLASSIFIER_CROP, MIN_CROP, crop
 from lib.labels import BORDER_SIGMA_PX, FIRST_VALUE, MUSCLES, num_classes
 from lib.transforms.geometry import MODEL_SPACING
 from lib.transforms.intensity import classifier_input
-from lib.transforms.weights import IGNORE_VALUE, border_weight_map, class_weights
+from lib.transforms.weights import IGNORE_VALUE, border_weight_map, inverse_frequency_weights
 
 MAX_CLASS_WEIGHT = 20.0  # cap of the inverse-frequency weight of a rare muscle
 OBJECTS_P = 0.3  # share of samples with objects beside the limb
@@ -56,7 +56,7 @@ def loss_class_weights(sources: list[LabelSlices], region: str, mode: str = "inv
     capped inverse frequency over the sources, rounded as checkpoints record it; ones for "uniform"."""
     if mode == "uniform":
         return [1.0] * num_classes(region)
-    return [round(float(w), 4) for w in class_weights(class_frequencies(sources, region), MAX_CLASS_WEIGHT)]
+    return [round(float(w), 4) for w in inverse_frequency_weights(class_frequencies(sources, region), MAX_CLASS_WEIGHT)]
 
 
 def limb_centres(tissue: np.ndarray) -> list[list[tuple[float, float]]]:

@@ -37,6 +37,7 @@ from scipy import ndimage as ndi
 from lib.labels import BORDER_SIGMA_PX, check_region, num_classes as region_classes
 
 IGNORE_VALUE = 255
+CLASS_WEIGHT_MODES = ("inverse_frequency", "uniform")  # the class term: SPEC §5's, or none (border term only)
 BODY_THRESHOLD = 0.1  # on images normalised by lib.transforms.intensity (foreground 0.5-99.5 % -> 0-1)
 _EIGHT = np.ones((3, 3), bool)  # 8-connectivity: a muscle joined by a diagonal stays one object
 
@@ -87,7 +88,7 @@ def limb_components(body: np.ndarray, max_limbs: int = 2, min_fraction: float = 
     return lut[comps], len(keep)
 
 
-def class_weights(class_frequencies: Sequence[float], max_class_weight: float | None = None) -> np.ndarray:
+def inverse_frequency_weights(class_frequencies: Sequence[float], max_class_weight: float | None = None) -> np.ndarray:
     """The class term of SPEC §5's weight: mean_k(f_k) / f_c per class c (0 for an absent class),
     capped at ``max_class_weight``. Checkpoints record it (``lib.networks.logit_adjustment``)."""
     freq = np.asarray(class_frequencies, np.float64)
@@ -106,7 +107,7 @@ def class_weight_map(label: np.ndarray, num_classes: int, class_frequencies: Seq
         freq = np.asarray(class_frequencies, np.float64)
         if freq.shape != (num_classes,):
             raise ValueError(f"class_frequencies needs {num_classes} values, got {freq.shape}")
-    weights = class_weights(freq, max_class_weight)
+    weights = inverse_frequency_weights(freq, max_class_weight)
     lut = np.zeros(256, np.float32)
     lut[:num_classes] = weights
     return np.where(valid, lut[np.clip(label, 0, 255).astype(np.int64)], 0.0).astype(np.float32)
@@ -161,7 +162,7 @@ def border_weight_map(image: np.ndarray | None, label: np.ndarray, num_classes: 
     elif class_weights == "uniform":
         weight = (label != IGNORE_VALUE).astype(np.float32)
     else:
-        raise ValueError(f"class_weights must be 'inverse_frequency' or 'uniform', got {class_weights!r}")
+        raise ValueError(f"class_weights must be one of {CLASS_WEIGHT_MODES}, got {class_weights!r}")
     if w0 > 0:
         d1, d2 = nearest_two_distances(label, int(np.ceil(truncate * sigma)), exclude_own)
         border = w0 * np.exp(-((d1 + d2) ** 2) / (2.0 * sigma**2))
