@@ -117,10 +117,21 @@ def combined_score(model, score_sets: dict[str, Callable]) -> tuple[float, dict]
     return (float(np.mean(finite)) if finite else math.nan), {k: round(v, 4) for k, v in parts.items()}
 
 
-def segmenter_plan(region: str, train: SliceSet, val: SliceSet, settings: RoundSettings, seed: int = 0):
-    """Batches, loss and validation sets of a segmenter round."""
+def class_term_of(live_meta: dict) -> str:
+    """The class term the live network's loss used: "uniform" when its recorded class weights are
+    all 1 (``pretrain --class-weights uniform``), else SPEC §5's inverse frequency. A fine-tuned
+    version keeps its parent's meta and logit adjustment, so it must keep its parent's loss too:
+    a class-weighted round on a uniformly trained network would grow labels that nothing undoes."""
+    weights = live_meta.get("class_weights")
+    return "uniform" if weights is not None and np.allclose(weights, 1.0) else "inverse_frequency"
+
+
+def segmenter_plan(region: str, train: SliceSet, val: SliceSet, settings: RoundSettings, seed: int = 0,
+                   class_weights: str = "inverse_frequency"):
+    """Batches, loss and validation sets of a segmenter round (class_weights: see ``class_term_of``)."""
     data = mixed(train, phantom_set(region, "train", settings.replay_subjects), settings.replay_share)
-    batches = segmentation_batches(data, region, settings.batch_size, settings.crop, seed)
+    batches = segmentation_batches(data, region, settings.batch_size, settings.crop, seed,
+                                   class_weights=class_weights)
     phantoms = phantom_set(region, "val", settings.val_subjects)
     sets = {"phantom_val": lambda m: segmenter_mean_dice(m, phantoms, region)}
     if len(val):
@@ -172,15 +183,17 @@ def run_round(network: str, registry: ModelRegistry, train: SliceSet, val: Slice
         train, val = train.select(region), val.select(region)
         if not len(train):
             return {"network": network, "status": "skipped", "reason": f"no corrected {region} slices to train on"}
-        batches, loss, sets = segmenter_plan(region, train, val, settings, settings.seed + rank)
-    else:
-        if not len(train):
-            return {"network": network, "status": "skipped", "reason": "no corrected slices to train on"}
-        live_input = build_from_checkpoint(registry.current(), return_meta=True)[1].get("input")
-        batches, loss, sets = classifier_plan(train, val, settings, settings.seed + rank, limbs=live_input == "limb")
-    torch.manual_seed(settings.seed)
+    elif not len(train):
+        return {"network": network, "status": "skipped", "reason": "no corrected slices to train on"}
     live_path = registry.current()
     model, live_meta = build_from_checkpoint(live_path, return_meta=True)
+    if region is not None:
+        batches, loss, sets = segmenter_plan(region, train, val, settings, settings.seed + rank,
+                                             class_term_of(live_meta))
+    else:
+        batches, loss, sets = classifier_plan(train, val, settings, settings.seed + rank,
+                                              limbs=live_meta.get("input") == "limb")
+    torch.manual_seed(settings.seed)
     live_score, live_parts = combined_score(model, sets)
     fit_settings = TrainSettings(epochs=settings.epochs, steps_per_epoch=settings.steps_per_epoch, lr=settings.lr,
                                  patience=2, device=settings.device, freeze_norm=settings.freeze_norm)

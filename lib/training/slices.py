@@ -95,8 +95,12 @@ def crop_around_limb(image: np.ndarray, label: np.ndarray, size: int, rng: np.ra
 
 
 def segmentation_batches(data: SliceSet, region: str, batch_size: int = 4, crop: int | None = 288,
-                         seed: int = 0, augment: bool = True) -> Iterator[tuple[torch.Tensor, ...]]:
-    """Endless ``(images, channel labels, weight maps)`` batches for one region's segmenter."""
+                         seed: int = 0, augment: bool = True,
+                         class_weights: str = "inverse_frequency") -> Iterator[tuple[torch.Tensor, ...]]:
+    """Endless ``(images, channel labels, weight maps)`` batches for one region's segmenter.
+
+    class_weights: the weight map's class term (``lib.transforms.weights.CLASS_WEIGHT_MODES``).
+    """
     if len(data) == 0:
         raise ValueError(f"no annotated {region} slices to train on")
     if crop is not None and crop % MODEL_MULTIPLE:
@@ -109,7 +113,7 @@ def segmentation_batches(data: SliceSet, region: str, batch_size: int = 4, crop:
                                      fat_inversion_prob=0.15 if augment else 0.0,
                                      flip_prob=0.5 if augment else 0.0,
                                      class_frequencies=class_frequencies(data, region),
-                                     max_class_weight=MAX_CLASS_WEIGHT)
+                                     max_class_weight=MAX_CLASS_WEIGHT, class_weights=class_weights)
     transforms.set_random_state(seed=seed)
     p = data.weights / data.weights.sum()
     while True:
