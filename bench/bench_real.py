@@ -19,7 +19,6 @@ Writes ``bench/results/real.json``, ``real.md`` and ``real/<volume>.png``.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -44,6 +43,7 @@ from bench.bench_networks import machine  # noqa: E402
 from bench.real_report import markdown, overlay  # noqa: E402
 from lib.data.io import save_nifti  # noqa: E402
 from lib.data.phantoms.real_slice import STUDY_ID, load_real_slice  # noqa: E402
+from lib.data.real_volumes import CERTAIN, REAL_VOLUMES, slice_regions, z_points_to_head  # noqa: E402
 from lib.evaluation.metrics import dice_per_class  # noqa: E402
 from lib.labels import REGIONS, SIDE_OFFSET, all_labels, region_labels  # noqa: E402
 from lib.models.catalog import NETWORKS, record_file, weight_file  # noqa: E402
@@ -55,9 +55,8 @@ from tests.conftest import Server  # noqa: E402
 from tests.server.test_infer_api import multipart  # noqa: E402
 from tests.tasks.test_train_incremental import save_label, stats, train  # noqa: E402
 
-VOLUMES = SHARED_DATA / "real_volumes"
-REGIONS_CSV = ROOT / "bench" / "real_regions.csv"
-CERTAIN = ("thigh", "leg")  # slices scored for accuracy; knee, ankle and none are only reported
+VOLUMES = REAL_VOLUMES
+# CERTAIN slices (thigh, leg) are scored for accuracy; knee, ankle and none are only reported
 SKIN_MARGIN = 3  # px: labels this close to the body mask are skin partial volume, not a spill
 OUTLINE_CLOSING = 4  # px: gaps of the bright skin and fat ring bridged before the holes are filled
 
@@ -74,22 +73,12 @@ def body_outline(image_slice: np.ndarray) -> np.ndarray:
     return ndi.binary_fill_holes(mask)[pad:-pad, pad:-pad]
 
 
-def expected_regions(n_slices: dict[str, int]) -> dict[str, list]:
-    """Per volume, the region ``real_regions.csv`` gives each slice (None: not listed)."""
-    out = {name: [None] * n for name, n in n_slices.items()}
-    with open(REGIONS_CSV) as f:
-        for row in csv.DictReader(f):
-            for k in range(int(row["first_slice"]), int(row["last_slice"]) + 1):
-                out[row["volume"]][k] = row["region"]
-    return out
-
-
 def check_slice_axis(path: Path) -> None:
     """The CSV counts the file's own z; the server's slice numbers count the model grid's (foot to
     head). They agree only when the file's third axis points to the head."""
-    codes = nib.aff2axcodes(nib.load(path).affine)
-    if codes[2] != "S":
-        raise SystemExit(f"{path.name}: axes {codes}: its slice numbers differ from the server's; "
+    if not z_points_to_head(path):
+        raise SystemExit(f"{path.name}: axes {nib.aff2axcodes(nib.load(path).affine)}: its slice numbers differ "
+                         "from the server's; "
                          "bench_real reads only files with z pointing to the head")
 
 
@@ -238,7 +227,7 @@ def run(args) -> dict:
     paths = sorted(VOLUMES.glob("*.nii.gz"))
     for path in paths:
         check_slice_axis(path)
-    expected = expected_regions({p.name.removesuffix(".nii.gz"): nib.load(p).shape[2] for p in paths})
+    expected = slice_regions({p.name.removesuffix(".nii.gz"): nib.load(p).shape[2] for p in paths})
     start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -8,7 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bench.bench_real import VOLUMES, body_outline, expected_regions
+from bench.bench_real import VOLUMES, body_outline
+from lib.data.real_volumes import slice_regions
 from tests.conftest import ROOT
 
 
@@ -21,7 +22,7 @@ def test_real_is_among_the_benchmarks():
 @pytest.mark.skipif(not VOLUMES.is_dir(), reason=f"real volumes not at {VOLUMES}")
 def test_every_slice_of_every_real_volume_has_a_region():
     shapes = {p.name.removesuffix(".nii.gz"): nib.load(p).shape[2] for p in VOLUMES.glob("*.nii.gz")}
-    expected = expected_regions(shapes)
+    expected = slice_regions(shapes)
     assert len(expected) == 5
     for name, regions in expected.items():
         assert None not in regions, name  # a slice missing from bench/real_regions.csv would go unscored

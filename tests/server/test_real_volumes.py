@@ -17,7 +17,6 @@ at start-up would share the 2 cores with these requests and is not what is teste
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import shutil
@@ -29,11 +28,9 @@ import requests
 from requests_toolbelt.multipart.decoder import MultipartDecoder
 
 from lib import labels as L
-from lib.paths import ROOT, SHARED_DATA
+from lib.data.real_volumes import CERTAIN, REAL_VOLUMES, REGIONS_CSV, slice_regions
 from tests.conftest import Server
 
-REAL_VOLUMES = SHARED_DATA / "real_volumes"
-REGIONS_CSV = ROOT / "bench" / "real_regions.csv"
 VOLUMES = ("qmritools_thigh", "qmritools_leg", "musclemap_dixon_thigh", "musclemap_dixon_calf3d",
            "musclemap_t2_calf")
 CALF = "musclemap_t2_calf"  # the T2 calf, also embedded as studies/real_calf_t2
@@ -48,13 +45,8 @@ pytestmark = [
 
 def certain_regions() -> dict[str, dict[int, str]]:
     """{volume: {slice: "thigh" | "leg"}} from the CSV's thigh and leg rows (inclusive ranges)."""
-    expected: dict[str, dict[int, str]] = {v: {} for v in VOLUMES}
-    with REGIONS_CSV.open(newline="") as f:
-        for row in csv.DictReader(f):
-            if row["region"] in L.REGIONS and row["volume"] in expected:
-                for k in range(int(row["first_slice"]), int(row["last_slice"]) + 1):
-                    expected[row["volume"]][k] = row["region"]
-    return expected
+    shapes = {v: nib.load(REAL_VOLUMES / f"{v}.nii.gz").shape[2] for v in VOLUMES}
+    return {v: {k: r for k, r in enumerate(regions) if r in CERTAIN} for v, regions in slice_regions(shapes).items()}
 
 
 @pytest.fixture(scope="module")
