@@ -25,7 +25,7 @@ def add_arguments(parser):
 
 def run(args) -> int:
     from lib.networks.presets import get_preset
-    from lib.training.pretrain import PretrainPlan, parse_stages, pretrain
+    from lib.training.pretrain import PretrainPlan, parse_stages, pretrain, teacher_folders
     from lib.transforms.weights import CLASS_WEIGHT_MODES
 
     plan = PretrainPlan(**{f.name: getattr(args, f.name) for f in fields(PretrainPlan)})
@@ -37,11 +37,25 @@ def run(args) -> int:
         raise UserError(f"--classifier-lr must be between 0 and 1, got {plan.classifier_lr}")
     if plan.classifier_average_from > plan.classifier_epochs:
         raise UserError("--classifier-average-from must not exceed --classifier-epochs")
-    for name in ("thigh_stages", "leg_stages"):
+    for name in ("thigh_stages", "leg_stages", "thigh_self_training", "leg_self_training"):
         try:
             parse_stages(getattr(plan, name))
         except ValueError as error:
             raise UserError(f"--{name.replace('_', '-')}: {error}") from None
+    for region in ("thigh", "leg"):
+        if f"segmentation_{region}" in args.networks and not parse_stages(getattr(plan, f"{region}_stages")):
+            if not plan.init_from:
+                raise UserError(f"--{region}-stages may be empty only with --init-from (a network to continue)")
+            if not parse_stages(getattr(plan, f"{region}_self_training")):
+                raise UserError(f"--{region}-stages and --{region}-self-training are both empty: nothing to train")
+    for folder in teacher_folders(plan):
+        for region in ("thigh", "leg"):
+            teacher = weight_file(folder, f"segmentation_{region}")
+            if (f"segmentation_{region}" in args.networks and parse_stages(getattr(plan, f"{region}_self_training"))
+                    and not Path(teacher).is_file()):
+                raise UserError(f"--self-training-teachers: no {teacher}")
+    if not 0 < plan.self_training_share < 1:
+        raise UserError(f"--self-training-share must be between 0 and 1, got {plan.self_training_share}")
     get_preset(plan.preset)  # unknown preset -> error before any work
     if plan.loss not in ("weighted_ce", "dice_ce"):
         raise UserError(f"--loss must be weighted_ce or dice_ce, got {plan.loss!r}")

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from lib.data.phantoms.phantom import SEVERITIES, generate_phantom
+from lib.data.real_volumes import REAL_VOLUMES, certain_slices
 from lib.labels import REGIONS
 from lib.models.catalog import CLASSIFIER, NETWORKS, record_file, segmenter_name, weight_file
 from lib.networks.checkpoint import build_from_checkpoint, save_checkpoint
@@ -41,10 +42,12 @@ from lib.training.loss import make_segmentation_loss
 from lib.training.slices import SliceSet
 from lib.training.sources import (PHANTOM_SPACING, SEED_BASE, ClassifierValidation, SegmenterValidation,
                                   classifier_sources, segmenter_sources)
+from lib.training.self_training import pseudo_labelled_slices
 from lib.training.synthetic import classifier_batches, loss_class_weights, segmentation_batches
 from lib.transforms.preprocess import volume_to_model_grid
 
 logger = logging.getLogger(__name__)
+SELF_TRAINING_SEED = 100  # offset of the self-training stages' seeds from the plan's
 
 
 
@@ -59,6 +62,15 @@ class PretrainPlan:
     # epochs@learning rate of each restarted stage; the thigh (12 muscles) needs one stage more
     thigh_stages: str = "20@0.002,12@0.001,10@0.0005,8@0.00025"
     leg_stages: str = "20@0.002,12@0.001,10@0.0005,6@0.00025"
+    # stages after those, on pseudo-labels of the unlabelled real volumes mixed in
+    # (lib.training.self_training), e.g. "8@0.0005,6@0.00025"; empty: none (README: with the
+    # network as its own teacher the held-out slice moved -0.020 to +0.026, so it is not a default)
+    thigh_self_training: str = ""
+    leg_self_training: str = ""
+    self_training_share: float = 0.5  # share of the self-training draws from the real volumes
+    # comma-separated weight folders whose segmenters, softmax averaged, label the real volumes
+    # (empty: the network being trained labels them itself)
+    self_training_teachers: str = ""
     steps_per_epoch: int = 100
     batch_size: int = 4
     crop: int | None = 240
@@ -102,8 +114,11 @@ def phantom_slices(region: str, split: str, subjects: int, n_slices: int) -> tup
 
 
 def parse_stages(text: str) -> list[tuple[int, float]]:
-    """``"18@0.002,10@0.001"`` -> ``[(18, 0.002), (10, 0.001)]``; a ``ValueError`` names a bad stage."""
+    """``"18@0.002,10@0.001"`` -> ``[(18, 0.002), (10, 0.001)]``, ``""`` -> ``[]``; a ``ValueError``
+    names a bad stage."""
     stages = []
+    if not text.strip():
+        return stages
     for part in text.split(","):
         epochs, _, lr = part.strip().partition("@")
         try:
@@ -138,11 +153,56 @@ def train_segmenter(region: str, plan: PretrainPlan, out: Path) -> dict:
             on_epoch=lambda e, s, i=index: print(
                 f"  {region} stage {i + 1}/{len(stages)} epoch {s['epoch']}/{s['epochs']} loss {s['loss']:.4f} "
                 f"val Dice {s['val']:.4f} ({s['seconds']:.0f} s)", flush=True)))
+    self_trained, real_slices = self_train(model, region, plan, sources, shares, validate)
+    histories += self_trained
     return _save(model, segmenter_name(region), plan, histories, out, region=region, input="limb",
-                 class_weights=weights,
+                 class_weights=weights, score=self_trained[-1].val_score[-1] if self_trained else None,
+                 self_training_slices=real_slices,
                  train_slices=sum(len(source) for source in sources),
                  sources={source.sources[0].split(":")[0] if len(source) == 1 else f"{len(source)} slices": share
                           for source, share in zip(sources, shares)})
+
+
+def teacher_folders(plan: PretrainPlan) -> list[str]:
+    """The weight folders of ``--self-training-teachers``, in order."""
+    return [folder.strip() for folder in plan.self_training_teachers.split(",") if folder.strip()]
+
+
+def self_train(model, region: str, plan: PretrainPlan, sources: list, shares: list,
+               validate) -> tuple[list, list[str]]:
+    """The self-training stages of ``region`` (``lib.training.self_training``): the segmenter labels
+    the certain ``region`` slices of the real volumes, then trains on them mixed with ``sources``.
+    Each stage keeps its last epoch: the phantom validation cannot see what the real images teach.
+    Returns the stages' histories and the real slices used (``volume:slice``)."""
+    stages = parse_stages(getattr(plan, f"{region}_self_training"))
+    if not stages:
+        return [], []
+    teachers = [build_from_checkpoint(weight_file(folder, segmenter_name(region)))
+                for folder in teacher_folders(plan)] or [model]
+    pseudo = pseudo_labelled_slices(teachers, region, certain_slices(region))
+    if pseudo is None:
+        print(f"no real {region} volumes in {REAL_VOLUMES}: self-training skipped", flush=True)
+        return [], []
+    volumes = sorted({name.split(":")[0] for name in pseudo.sources})
+    by = f"{len(teachers)} teachers' softmax average" if len(teachers) > 1 else "one teacher"
+    print(f"self-training on {len(pseudo)} real {region} slices labelled by {by} ({', '.join(volumes)})",
+          flush=True)
+    share = plan.self_training_share
+    sources, shares = sources + [pseudo], [w * (1 - share) for w in shares] + [share]
+    histories = []
+    for index, (epochs, lr) in enumerate(stages):
+        seed = plan.seed + SELF_TRAINING_SEED + index
+        torch.manual_seed(seed)
+        settings = TrainSettings(epochs=epochs, steps_per_epoch=plan.steps_per_epoch, lr=lr, patience=epochs,
+                                 device=plan.device)
+        batches = segmentation_batches(sources, shares, region, plan.batch_size, plan.crop or 240, seed,
+                                       plan.own_image_share, plan.class_weights)
+        histories.append(fit(
+            model, batches, make_segmentation_loss(plan.loss), validate, settings, keep="last",
+            on_epoch=lambda e, s, i=index: print(
+                f"  {region} self-training {i + 1}/{len(stages)} epoch {s['epoch']}/{s['epochs']} "
+                f"loss {s['loss']:.4f} val Dice {s['val']:.4f} ({s['seconds']:.0f} s)", flush=True)))
+    return histories, list(pseudo.sources)
 
 
 def train_classifier(plan: PretrainPlan, out: Path) -> dict:
@@ -183,11 +243,12 @@ def train_classifier(plan: PretrainPlan, out: Path) -> dict:
 
 
 def _save(model, name: str, plan: PretrainPlan, histories: list, out: Path, subjects: tuple[int, int] | None = None,
-          **extra) -> dict:
-    """Write ``<name>.pt`` and ``<name>.json``; ``subjects``: (train, val) per region, the plan's by default."""
+          score: float | None = None, **extra) -> dict:
+    """Write ``<name>.pt`` and ``<name>.json``; ``subjects``: (train, val) per region, the plan's by
+    default; ``score``: the saved weights' validation score when they are not the last stage's best."""
     n_train, n_val = subjects or (plan.train_subjects, plan.val_subjects)
     meta = {"name": name, "preset": plan.preset, "version": 0, "source": "pretrain",
-            "validation_score": round(histories[-1].best_score, 4), **extra}
+            "validation_score": round(histories[-1].best_score if score is None else score, 4), **extra}
     # float16 storage keeps the shipped files small (issue: < 30 MB in all); Dice unchanged to 1e-4
     save_checkpoint(weight_file(out, name), model, meta, storage_dtype=torch.float16)
     record = {**meta, "plan": asdict(plan), "history": [h.summary() for h in histories],

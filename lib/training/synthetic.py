@@ -153,8 +153,9 @@ class SampleDrawer:
 def segmentation_sample(source: LabelSlices, index: int, centre, region: str, size: int,
                         rng: np.random.Generator, own_image_share: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """One ``(image, channel label)`` crop (size, size) for ``region``'s segmenter: rendered, or
-    with probability ``own_image_share`` the source's own image (gamma-jittered) where it has one."""
-    if source.images is not None and rng.uniform() < own_image_share:
+    with probability ``own_image_share`` the source's own image (gamma-jittered) where it has one,
+    always for a source drawn only in its own images."""
+    if source.images is not None and (source.own_image_only or rng.uniform() < own_image_share):
         tissue, label, image = draw_maps(source, index, centre, size, rng, own_image=True)
         image = np.clip(image, 0, 1) ** np.exp(rng.normal(0, 0.2))
     else:

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from lib.data.phantoms.real_slice import ROIS_FILE
+from lib.data.real_volumes import certain_slices
+from lib.models.catalog import weight_file
 from lib.networks.checkpoint import build_from_checkpoint
-from lib.paths import SHARED_DATA
+from lib.paths import SHARED_DATA, SHIPPED_WEIGHTS
 from lib.training.pretrain import parse_stages
 from tests.conftest import ROOT
 
@@ -25,6 +27,7 @@ def pretrain(*args, timeout=600):
 
 def test_stages_parse_and_bad_ones_are_named():
     assert parse_stages("18@0.002, 10@1e-3") == [(18, 0.002), (10, 0.001)]
+    assert parse_stages("") == [] and parse_stages(" ") == []  # no stages: self-training off, or continue only
     for bad in ("18", "x@0.1", "0@0.1", "5@2"):
         with pytest.raises(ValueError, match="stage"):
             parse_stages(bad)
@@ -61,6 +64,44 @@ def test_uniform_class_weights_are_recorded_and_served_unadjusted(tmp_path):
     assert record["class_weights"] == [1.0] * 7 and record["plan"]["class_weights"] == "uniform"
     model = build_from_checkpoint(tmp_path / "segmentation_leg.pt")
     assert torch.equal(model.logit_adjustment, torch.zeros(7))  # log(1) = 0: nothing to undo
+
+
+@pytest.mark.skipif(not (SHARED_DATA / ROIS_FILE).exists() or not certain_slices("leg"),
+                    reason=f"self-training needs the real slice and the real volumes at {SHARED_DATA}")
+def test_self_training_continues_a_network_on_its_teachers_labels_of_the_real_leg_slices(tmp_path):
+    proc = pretrain("--networks", "segmentation_leg", "--init-from", str(SHIPPED_WEIGHTS), "--leg-stages", "",
+                    "--leg-self-training", "1@0.0005", "--self-training-teachers", f"{SHIPPED_WEIGHTS},{SHIPPED_WEIGHTS}",
+                    "--steps-per-epoch", "2", "--train-subjects", "1", "--val-subjects", "1",
+                    "--slices-per-subject", "2", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "labelled by 2 teachers' softmax average" in proc.stdout
+    record = json.loads((tmp_path / "segmentation_leg.json").read_text())
+    used = {}
+    for name in record["self_training_slices"]:
+        volume, k = name.split(":")
+        used.setdefault(volume, []).append(int(k))
+    expected = {path.name.removesuffix(".nii.gz"): slices for path, slices in certain_slices("leg").items()}
+    assert used.keys() <= expected.keys() and all(set(k) <= set(expected[v]) for v, k in used.items())
+    assert sum(map(len, used.values())) > 0.9 * sum(map(len, expected.values()))  # slices with limbs: nearly all
+    assert [h["epochs_run"] for h in record["history"]] == [1]  # continued: no pretraining stage ran
+    assert record["continued_from"]["name"] == "segmentation_leg"
+    before = build_from_checkpoint(weight_file(SHIPPED_WEIGHTS, "segmentation_leg")).state_dict()
+    after = build_from_checkpoint(tmp_path / "segmentation_leg.pt").state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--leg-stages", ""], "--leg-stages may be empty only with --init-from"),
+    (["--leg-stages", "", "--init-from", str(SHIPPED_WEIGHTS)], "nothing to train"),
+    (["--leg-self-training", "4@fast"], "--leg-self-training: stage '4@fast'"),
+    (["--self-training-share", "1"], "--self-training-share must be between 0 and 1"),
+    (["--leg-self-training", "1@0.0005", "--self-training-teachers", "/nonexistent/seed1"],
+     "--self-training-teachers: no /nonexistent/seed1/segmentation_leg.pt"),
+])
+def test_bad_self_training_settings_are_one_line_errors(tmp_path, args, message):
+    proc = pretrain("--networks", "segmentation_leg", *args, "--out", str(tmp_path / "w"), timeout=ERROR_TIMEOUT)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-500:]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
 
 
 def test_unknown_class_weights_are_a_one_line_error(tmp_path):

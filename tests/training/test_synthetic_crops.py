@@ -105,3 +105,15 @@ def test_classifier_batches_are_reproducible_finite_and_carry_each_sources_class
     assert x.shape == (6, 1, 128, 128) and torch.isfinite(x).all()
     assert set(y.tolist()) <= {0, 1}
     assert torch.equal(x, x2) and torch.equal(y, y2)
+
+
+def test_a_source_drawn_only_in_its_own_images_is_never_rendered(sources):
+    leg = sources["leg"]
+    flat = np.full(leg.tissue.shape, 0.5, np.float32)  # a rendered crop would vary with the tissue
+    own = LabelSlices(leg.tissue, leg.label, "leg", leg.sources, images=flat, own_image_only=True)
+    images, labels, _ = next(segmentation_batches([own], [1.0], "leg", batch_size=4, size=CROP, seed=3,
+                                                  own_image_share=0.0))
+    for image in images[:, 0]:  # one gamma-jittered grey (zero beyond the slice's edge): its own image
+        inside = image[image > 0]
+        assert float((inside > image.max() - 1e-5).float().mean()) > 0.95
+    assert set(torch.unique(labels).tolist()) <= allowed_channels("leg")

@@ -43,13 +43,15 @@ SHAPE_MUSCLES = {1: "sartorius", 2: "rectus_femoris", 3: "vastus_lateralis", 4: 
 @dataclass
 class LabelSlices:
     """tissue, label: (N, H, W) uint8 maps; region: what their muscles are; sources: where each came
-    from; images: (N, H, W) normalised images of the same anatomy when the source has its own."""
+    from; images: (N, H, W) normalised images of the same anatomy when the source has its own;
+    own_image_only: always drawn in those images, never rendered (its tissue map is too coarse)."""
 
     tissue: np.ndarray
     label: np.ndarray
     region: str
     sources: list[str] = field(default_factory=list)
     images: np.ndarray | None = None
+    own_image_only: bool = False
 
     def __len__(self) -> int:
         return len(self.tissue)

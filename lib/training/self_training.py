@@ -1,0 +1,85 @@
+"""Self-training on unlabelled real scans: a segmenter learns from its own labels of real images.
+
+The segmenters learn muscle from label maps rendered with random contrast (``lib.training.sources``),
+whose anatomy and texture only imitate real scans. The unlabelled real volumes of the shared data
+(``lib.data.real_volumes``) show both. After its stages, a segmenter labels the certain slices of
+its region in those volumes as inference serves them (limbs found, one crop per limb, bone
+cleared), and further stages train it on those pseudo-labels in the real images, mixed with the
+rendered sources. The teacher may also be the softmax average of several segmenters (other
+seeds): a better teacher than any one of them, distilled into one network. The real images are deformed, gamma-jittered and mirrored as every crop is, so
+the student sees harder inputs than the teacher did, as in Noisy Student (Xie et al., CVPR 2020);
+the rendered sources keep the phantoms' anatomy. The pseudo-labels never enter validation: model
+selection stays on phantom validation subjects, and the held-out real slice is never among them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+from torch import nn
+
+from lib.data.phantoms.layout import MUSCLE
+from lib.data.phantoms.shapes import LabelSlices
+from lib.data.real_volumes import z_points_to_head
+from lib.inference.batching import segment_limbs
+from lib.inference.bone import clear_bone
+from lib.inference.limbs import find_limbs
+from lib.labels import channels_to_global
+from lib.networks.fast import predict_logits, prepare_for_inference
+from lib.transforms.preprocess import volume_to_model_grid
+
+logger = logging.getLogger(__name__)
+
+
+class SoftmaxAverage(nn.Module):
+    """Several segmenters of one region as one teacher: the log of their averaged softmax, each
+    member served as inference serves it (``prepare_for_inference``, its logit adjustment added)."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(prepare_for_inference(m, next(m.parameters()).device) for m in members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = torch.stack([torch.softmax(predict_logits(m, x), 1) for m in self.members]).mean(0)
+        return torch.log(mean.clamp_min(1e-8))
+
+
+def pseudo_labelled_slices(teachers: list[nn.Module], region: str,
+                           volumes: dict[Path, list[int]]) -> LabelSlices | None:
+    """The chosen slices of ``volumes`` on the model grid, labelled as inference labels them by one
+    segmenter or the softmax average of several (``teachers``), drawn only in their own images
+    (``own_image_only``: their tissue map marks muscle alone, enough to find the limbs' centres,
+    not to render them). None when no volume can be used.
+
+    volumes: {NIfTI file: slice indices of ``region``}; a file whose z does not point to the head
+    is skipped, since its slice numbers are not the model grid's."""
+    if len(teachers) == 1:
+        fast = prepare_for_inference(teachers[0], next(teachers[0].parameters()).device)
+    else:
+        fast = SoftmaxAverage(teachers)
+    images, labels, names = [], [], []
+    for path, slices in volumes.items():
+        if not z_points_to_head(path):
+            logger.warning("%s: z does not point to the head; left out of self-training", path.name)
+            continue
+        nifti = nib.load(path)
+        image = volume_to_model_grid(np.asarray(nifti.dataobj, np.float32), None, nifti.affine)[0]
+        slices = [k for k in slices if 0 <= k < image.shape[2]]
+        limbs = find_limbs(image, slices)
+        channels = segment_limbs(fast, image, slices, limbs)
+        clear_bone(channels, image, slices, limbs)
+        label = channels_to_global(channels, region)
+        for j, k in enumerate(slices):
+            if label[:, :, j].any():
+                images.append(image[:, :, k])
+                labels.append(label[:, :, j])
+                names.append(f"{path.name.removesuffix('.nii.gz')}:{k}")
+    if not images:
+        return None
+    label = np.stack(labels).astype(np.uint8)
+    tissue = np.where(label > 0, MUSCLE, 0).astype(np.uint8)
+    return LabelSlices(tissue, label, region, names, np.stack(images).astype(np.float32), own_image_only=True)
