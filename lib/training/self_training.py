@@ -30,9 +30,12 @@ from lib.inference.bone import clear_bone
 from lib.inference.limbs import find_limbs
 from lib.labels import channels_to_global
 from lib.networks.fast import predict_logits, prepare_for_inference
+from lib.transforms.weights import IGNORE_VALUE
 from lib.transforms.preprocess import volume_to_model_grid
 
 logger = logging.getLogger(__name__)
+MIN_AGREEMENT = 0.8  # of six teachers, five must agree; the border pixels they dispute are skipped
+UNKNOWN = IGNORE_VALUE
 
 
 class SoftmaxAverage(nn.Module):
@@ -48,19 +51,19 @@ class SoftmaxAverage(nn.Module):
         return torch.log(mean.clamp_min(1e-8))
 
 
-def pseudo_labelled_slices(teachers: list[nn.Module], region: str,
-                           volumes: dict[Path, list[int]]) -> LabelSlices | None:
+def pseudo_labelled_slices(teachers: list[nn.Module], region: str, volumes: dict[Path, list[int]],
+                           min_agreement: float = MIN_AGREEMENT) -> LabelSlices | None:
     """The chosen slices of ``volumes`` on the model grid, labelled as inference labels them by one
     segmenter or the softmax average of several (``teachers``), drawn only in their own images
     (``own_image_only``: their tissue map marks muscle alone, enough to find the limbs' centres,
     not to render them). None when no volume can be used.
 
     volumes: {NIfTI file: slice indices of ``region``}; a file whose z does not point to the head
-    is skipped, since its slice numbers are not the model grid's."""
-    if len(teachers) == 1:
-        fast = prepare_for_inference(teachers[0], next(teachers[0].parameters()).device)
-    else:
-        fast = SoftmaxAverage(teachers)
+    is skipped, since its slice numbers are not the model grid's.
+    min_agreement: with several teachers, a pixel on whose label fewer than this share of them
+    agree is unknown (255), so the loss skips it rather than learn the teachers' doubt."""
+    members = [prepare_for_inference(t, next(t.parameters()).device) for t in teachers]
+    average = members[0] if len(members) == 1 else SoftmaxAverage(teachers)
     images, labels, names = [], [], []
     for path, slices in volumes.items():
         if not z_points_to_head(path):
@@ -70,9 +73,15 @@ def pseudo_labelled_slices(teachers: list[nn.Module], region: str,
         image = volume_to_model_grid(np.asarray(nifti.dataobj, np.float32), None, nifti.affine)[0]
         slices = [k for k in slices if 0 <= k < image.shape[2]]
         limbs = find_limbs(image, slices)
-        channels = segment_limbs(fast, image, slices, limbs)
+        channels = segment_limbs(average, image, slices, limbs)
+        doubtful = np.zeros(channels.shape, bool)
+        if len(members) > 1:
+            agreeing = sum((segment_limbs(m, image, slices, limbs) == channels).astype(np.int16) for m in members)
+            doubtful = agreeing < min_agreement * len(members) - 1e-9
+        labelled = channels > 0
         clear_bone(channels, image, slices, limbs)
         label = channels_to_global(channels, region)
+        label[doubtful & ~(labelled & (channels == 0))] = UNKNOWN  # cleared bone stays background
         for j, k in enumerate(slices):
             if label[:, :, j].any():
                 images.append(image[:, :, k])
@@ -81,5 +90,5 @@ def pseudo_labelled_slices(teachers: list[nn.Module], region: str,
     if not images:
         return None
     label = np.stack(labels).astype(np.uint8)
-    tissue = np.where(label > 0, MUSCLE, 0).astype(np.uint8)
+    tissue = np.where((label > 0) & (label != UNKNOWN), MUSCLE, 0).astype(np.uint8)
     return LabelSlices(tissue, label, region, names, np.stack(images).astype(np.float32), own_image_only=True)

@@ -21,6 +21,7 @@ from lib.networks.checkpoint import build_from_checkpoint
 from lib.paths import SHIPPED_WEIGHTS
 from lib.training.self_training import pseudo_labelled_slices
 from lib.transforms.preprocess import volume_to_model_grid
+from lib.transforms.weights import IGNORE_VALUE
 
 SLICES = [1, 3]
 
@@ -64,5 +65,20 @@ def test_teachers_softmax_averaged_label_as_one_of_them_when_alike(tmp_path, tea
     silent = copy.deepcopy(teacher)  # a member whose softmax is flat: all weights and its adjustment zero
     for tensor in [*silent.parameters(), silent.logit_adjustment]:
         torch.nn.init.zeros_(tensor)
-    mixed = pseudo_labelled_slices([teacher, silent], "leg", {path: SLICES})
+    mixed = pseudo_labelled_slices([teacher, silent], "leg", {path: SLICES}, min_agreement=0.5)
     assert (mixed.label == one.label).mean() > 0.99  # a flat member does not move the average's argmax
+
+
+def test_pixels_the_teachers_dispute_are_unknown(tmp_path, teacher, phantom):
+    path = save_nifti(tmp_path / "leg.nii.gz", phantom.image, phantom.affine)
+    other = copy.deepcopy(teacher)  # a second teacher that calls every limb pixel one muscle
+    for tensor in [*other.parameters(), other.logit_adjustment]:
+        torch.nn.init.zeros_(tensor)
+    with torch.no_grad():
+        other.logit_adjustment[1] = 5.0
+    alone = pseudo_labelled_slices([teacher], "leg", {path: SLICES})
+    both = pseudo_labelled_slices([teacher, other], "leg", {path: SLICES}, min_agreement=1.0)
+    assert IGNORE_VALUE not in alone.label
+    unknown = both.label == IGNORE_VALUE
+    assert 0.05 < (unknown & (alone.label > 0)).sum() / (alone.label > 0).sum() < 1  # the other muscles
+    assert np.isin(both.label[~unknown], [0, region_labels("leg")["soleus"]]).all()  # what both call it
