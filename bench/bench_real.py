@@ -55,7 +55,6 @@ from tests.conftest import Server  # noqa: E402
 from tests.server.test_infer_api import multipart  # noqa: E402
 from tests.tasks.test_train_incremental import save_label, stats, train  # noqa: E402
 
-VOLUMES = REAL_VOLUMES
 # CERTAIN slices (thigh, leg) are scored for accuracy; knee, ankle and none are only reported
 SKIN_MARGIN = 3  # px: labels this close to the body mask are skin partial volume, not a spill
 OUTLINE_CLOSING = 4  # px: gaps of the bright skin and fat ring bridged before the holes are filled
@@ -224,7 +223,7 @@ def loo_round(args, real, tmp: Path) -> dict:
 
 
 def run(args) -> dict:
-    paths = sorted(VOLUMES.glob("*.nii.gz"))
+    paths = sorted(REAL_VOLUMES.glob("*.nii.gz"))
     for path in paths:
         check_slice_axis(path)
     expected = slice_regions({p.name.removesuffix(".nii.gz"): nib.load(p).shape[2] for p in paths})
@@ -267,7 +266,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="epochs of the LOO round (default: the server's)")
     parser.add_argument("--steps", type=int, help="steps per epoch of the LOO round (default: the server's)")
     args = parser.parse_args()
-    if not VOLUMES.is_dir():
+    if not REAL_VOLUMES.is_dir():
         print(f"bench real: skipped, no real data at {SHARED_DATA}")
         return
     res = run(args)

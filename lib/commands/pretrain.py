@@ -6,7 +6,8 @@ from dataclasses import fields
 from pathlib import Path
 
 from lib.errors import UserError
-from lib.models.catalog import NETWORKS, weight_file
+from lib.labels import REGIONS
+from lib.models.catalog import NETWORKS, segmenter_name, weight_file
 from lib.paths import SHIPPED_WEIGHTS
 
 
@@ -42,17 +43,17 @@ def run(args) -> int:
             parse_stages(getattr(plan, name))
         except ValueError as error:
             raise UserError(f"--{name.replace('_', '-')}: {error}") from None
-    for region in ("thigh", "leg"):
-        if f"segmentation_{region}" in args.networks and not parse_stages(getattr(plan, f"{region}_stages")):
-            if not plan.init_from:
-                raise UserError(f"--{region}-stages may be empty only with --init-from (a network to continue)")
-            if not parse_stages(getattr(plan, f"{region}_self_training")):
-                raise UserError(f"--{region}-stages and --{region}-self-training are both empty: nothing to train")
-    for folder in teacher_folders(plan):
-        for region in ("thigh", "leg"):
-            teacher = weight_file(folder, f"segmentation_{region}")
-            if (f"segmentation_{region}" in args.networks and parse_stages(getattr(plan, f"{region}_self_training"))
-                    and not Path(teacher).is_file()):
+    for region in REGIONS:
+        if segmenter_name(region) not in args.networks:
+            continue
+        stages = parse_stages(getattr(plan, f"{region}_stages"))
+        self_training = parse_stages(getattr(plan, f"{region}_self_training"))
+        if not stages and not plan.init_from:
+            raise UserError(f"--{region}-stages may be empty only with --init-from (a network to continue)")
+        if not stages and not self_training:
+            raise UserError(f"--{region}-stages and --{region}-self-training are both empty: nothing to train")
+        for teacher in (weight_file(folder, segmenter_name(region)) for folder in teacher_folders(plan)):
+            if self_training and not Path(teacher).is_file():
                 raise UserError(f"--self-training-teachers: no {teacher}")
     if not 0 < plan.self_training_share < 1:
         raise UserError(f"--self-training-share must be between 0 and 1, got {plan.self_training_share}")

@@ -38,7 +38,6 @@ from lib.transforms.weights import IGNORE_VALUE
 
 logger = logging.getLogger(__name__)
 MIN_AGREEMENT = 0.8  # of six teachers, five must agree; the border pixels they dispute are skipped
-UNKNOWN = IGNORE_VALUE
 
 
 class SoftmaxAverage(nn.Module):
@@ -86,7 +85,7 @@ def pseudo_labelled_slices(teachers: list[nn.Module], region: str, volumes: dict
         labelled = channels > 0
         clear_bone(channels, image, slices, limbs)
         label = channels_to_global(channels, region)
-        label[doubtful & ~(labelled & (channels == 0))] = UNKNOWN  # cleared bone stays background
+        label[doubtful & ~(labelled & (channels == 0))] = IGNORE_VALUE  # cleared bone stays background
         for j, k in enumerate(slices):
             if label[:, :, j].any():
                 images.append(image[:, :, k])
@@ -95,5 +94,5 @@ def pseudo_labelled_slices(teachers: list[nn.Module], region: str, volumes: dict
     if not images:
         return None
     label = np.stack(labels).astype(np.uint8)
-    tissue = np.where((label > 0) & (label != UNKNOWN), MUSCLE, 0).astype(np.uint8)
+    tissue = np.where((label > 0) & (label != IGNORE_VALUE), MUSCLE, 0).astype(np.uint8)
     return LabelSlices(tissue, label, region, names, np.stack(images).astype(np.float32), own_image_only=True)

@@ -8,8 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bench.bench_real import VOLUMES, body_outline
-from lib.data.real_volumes import slice_regions
+from bench.bench_real import body_outline
+from lib.data.real_volumes import REAL_VOLUMES, slice_regions
 from tests.conftest import ROOT
 
 
@@ -19,9 +19,9 @@ def test_real_is_among_the_benchmarks():
     assert proc.returncode == 2 and "real" in proc.stderr.split("expected one of")[1]
 
 
-@pytest.mark.skipif(not VOLUMES.is_dir(), reason=f"real volumes not at {VOLUMES}")
+@pytest.mark.skipif(not REAL_VOLUMES.is_dir(), reason=f"real volumes not at {REAL_VOLUMES}")
 def test_every_slice_of_every_real_volume_has_a_region():
-    shapes = {p.name.removesuffix(".nii.gz"): nib.load(p).shape[2] for p in VOLUMES.glob("*.nii.gz")}
+    shapes = {p.name.removesuffix(".nii.gz"): nib.load(p).shape[2] for p in REAL_VOLUMES.glob("*.nii.gz")}
     expected = slice_regions(shapes)
     assert len(expected) == 5
     for name, regions in expected.items():
