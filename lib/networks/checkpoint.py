@@ -4,7 +4,7 @@ A checkpoint is a ``torch.save`` of ``{"format", "meta_json", "state_dict"}``: t
 plain strings only, read back with ``torch.load(weights_only=True)``, so loading never
 unpickles arbitrary objects (the published Dafne model files are pickles that run code).
 ``meta`` is any JSON-able dict (preset, region, classes, version, Dice…); ``save_checkpoint``
-adds ``network`` ("segmenter" / "classifier") and ``config`` (the constructor arguments), which
+adds ``network`` ("segmenter" / "classifier" / "ensemble") and ``config`` (the constructor arguments), which
 ``build_from_checkpoint`` uses to rebuild the right network. Writes are atomic and durable
 (``lib.files``): a reader never loads half a file.
 """
@@ -21,11 +21,12 @@ from torch import nn
 from lib.errors import UserError
 from lib.files import write_atomic
 from lib.networks.classifier import RegionClassifier
+from lib.networks.ensemble import SoftmaxEnsemble
 from lib.networks.logit_adjustment import attach
 from lib.networks.segmenter import ResidualVNet2D
 
 FORMAT = "muscle-networks/1"
-NETWORKS = {"segmenter": ResidualVNet2D, "classifier": RegionClassifier}
+NETWORKS = {"segmenter": ResidualVNet2D, "classifier": RegionClassifier, "ensemble": SoftmaxEnsemble}
 
 
 class CheckpointError(UserError):
@@ -33,7 +34,7 @@ class CheckpointError(UserError):
 
 
 def network_kind(model: nn.Module) -> str:
-    """ "segmenter" or "classifier" for a model of this package; ValueError otherwise."""
+    """ "segmenter", "classifier" or "ensemble" for a model of this package; ValueError otherwise."""
     for kind, cls in NETWORKS.items():
         if isinstance(model, cls):
             return kind
@@ -46,7 +47,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict | None
 
     Args:
         path: destination file (its folder is created); an existing file is replaced whole.
-        model: a ``ResidualVNet2D`` or ``RegionClassifier`` (unwrapped, not BN-folded).
+        model: a ``ResidualVNet2D``, ``RegionClassifier`` or ``SoftmaxEnsemble`` (unwrapped, not
+            BN-folded).
         meta: JSON-able description, e.g. ``{"preset": "compact", "region": "thigh",
             "classes": [...], "version": 3}``; ``network`` and ``config`` are added.
         storage_dtype: store floating-point tensors in this dtype (``torch.float16`` halves the
@@ -125,3 +127,48 @@ def build_from_checkpoint(path: str | os.PathLike, map_location="cpu", return_me
         model.to(map_location)
     model.eval()
     return (model, meta) if return_meta else model
+
+
+# Meta entries that must agree between the members of an ensemble: what they segment, at which size.
+ENSEMBLE_SHARED_META = ("name", "region", "preset")
+
+
+def save_ensemble(path: str | os.PathLike, member_paths, meta: dict | None = None,
+                  storage_dtype: torch.dtype | None = torch.float16) -> Path:
+    """Join segmenter checkpoints of one region into one ensemble checkpoint
+    (``lib.networks.ensemble``); returns the path.
+
+    The ensemble's meta is the first member's shared entries (``ENSEMBLE_SHARED_META``), each
+    member's class weights (``member_class_weights``: every member keeps its own logit
+    adjustment), a short record of each member, and ``meta``.
+
+    Args:
+        path: destination file, written atomically.
+        member_paths: two or more segmenter checkpoints (``"network": "segmenter"``) that agree
+            on ``ENSEMBLE_SHARED_META``.
+        meta: more JSON-able entries (how the ensemble was made).
+        storage_dtype: as ``save_checkpoint``; float16 as the shipped weights.
+    """
+    member_paths = [Path(p) for p in member_paths]
+    if len(member_paths) < 2:
+        raise UserError(f"an ensemble needs at least two member checkpoints, got {len(member_paths)}")
+    members, metas = [], []
+    for member_path in member_paths:
+        model, member_meta = build_from_checkpoint(member_path, return_meta=True)
+        if member_meta.get("network") != "segmenter":
+            raise UserError(f"{member_path} holds a {member_meta.get('network')}, not a segmenter")
+        members.append(model)
+        metas.append(member_meta)
+    for key in ENSEMBLE_SHARED_META:
+        values = {json.dumps(m.get(key)) for m in metas}
+        if len(values) > 1:
+            raise UserError(f"ensemble members disagree on {key!r}: {', '.join(sorted(values))}")
+    ensemble = SoftmaxEnsemble([m.config for m in members])
+    for target, member in zip(ensemble.members, members):
+        target.load_state_dict(member.state_dict())
+    record = [{k: m[k] for k in ("source", "sources", "validation_score", "class_weights") if k in m}
+              for m in metas]
+    ensemble_meta = {**{k: metas[0][k] for k in ENSEMBLE_SHARED_META if k in metas[0]},
+                     "member_class_weights": [m.get("class_weights") for m in metas],
+                     "members": record, **(meta or {})}
+    return save_checkpoint(path, ensemble, ensemble_meta, storage_dtype=storage_dtype)

@@ -55,7 +55,19 @@ def logit_offsets(class_weights: Sequence[float], tau: float = TAU) -> torch.Ten
 
 def attach(model: nn.Module, meta: dict, tau: float = TAU) -> nn.Module:
     """Set ``model.logit_adjustment`` from ``meta["class_weights"]`` (None when it has none);
-    returns the model. A model whose output channels do not match the weights is an error."""
+    returns the model. A model whose output channels do not match the weights is an error.
+
+    An ensemble (``lib.networks.ensemble``) gets one adjustment per member, from
+    ``meta["member_class_weights"]`` (each member's loss), and none of its own."""
+    members = getattr(model, "members", None)
+    if members is not None:
+        member_weights = meta.get("member_class_weights") or [None] * len(members)
+        if len(member_weights) != len(members):
+            raise ValueError(f"{len(member_weights)} members' class weights for an ensemble of {len(members)}")
+        for member, weights in zip(members, member_weights):
+            attach(member, {"class_weights": weights}, tau)
+        model.logit_adjustment = None
+        return model
     weights = meta.get("class_weights")
     if weights is None:
         model.logit_adjustment = None

@@ -121,7 +121,11 @@ def class_term_of(live_meta: dict) -> str:
     """The class term the live network's loss used: "uniform" when its recorded class weights are
     all 1 (``pretrain --class-weights uniform``), else SPEC §5's inverse frequency. A fine-tuned
     version keeps its parent's meta and logit adjustment, so it must keep its parent's loss too:
-    a class-weighted round on a uniformly trained network would grow labels that nothing undoes."""
+    a class-weighted round on a uniformly trained network would grow labels that nothing undoes.
+    An ensemble's output is already a plain posterior (each member's adjustment applied inside,
+    ``lib.networks.ensemble``), so its rounds are uniform."""
+    if live_meta.get("network") == "ensemble":
+        return "uniform"
     weights = live_meta.get("class_weights")
     return "uniform" if weights is not None and np.allclose(weights, 1.0) else "inverse_frequency"
 

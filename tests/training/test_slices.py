@@ -19,6 +19,8 @@ def leg_slices():
     ({}, "inverse_frequency"),  # an older checkpoint: SPEC §5's loss
     ({"class_weights": [0.15, 11.1, 15.4, 20, 20, 20, 20]}, "inverse_frequency"),
     ({"class_weights": [1.0] * 7}, "uniform"),  # pretrain --class-weights uniform
+    # an ensemble averages its members' adjusted posteriors, whatever each member's loss was
+    ({"network": "ensemble", "member_class_weights": [[0.15, 11.1, 15.4, 20, 20, 20, 20], [1.0] * 7]}, "uniform"),
 ])
 def test_a_round_keeps_the_class_term_of_the_live_networks_loss(meta, term):
     assert class_term_of(meta) == term

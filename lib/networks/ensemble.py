@@ -1,0 +1,65 @@
+"""Several segmenters of one region served as one network: the average of their softmax.
+
+Lakshminarayanan et al., "Simple and scalable predictive uncertainty estimation using deep
+ensembles" (NeurIPS 2017): networks trained alike from different seeds make different mistakes
+where the data leave them unsure, and the mean of their class probabilities is better than each.
+Here that is the real calf (README, "Real MRI"): three leg segmenters averaged score higher on the
+real slice than any of them alone, and each of their odd patches is outvoted.
+
+The output is the log of the mean softmax, so everything that takes logits (argmax, softmax,
+cross-entropy, Monte-Carlo dropout, ``lib.networks.fast``) takes an ensemble as it is. Each
+member keeps its own logit adjustment (``lib.networks.logit_adjustment``): it undoes that
+member's training loss before the members are averaged, in training as at inference, so the
+output is a plain posterior and a fine-tuning round uses the uniform class term
+(``lib.training.incremental.class_term_of``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from lib.networks.segmenter import ResidualVNet2D
+
+
+class SoftmaxEnsemble(nn.Module):
+    """``ResidualVNet2D`` members of one region; NCHW in, NCHW log mean softmax out.
+
+    Args:
+        members: each member's constructor arguments (``ResidualVNet2D.config``); at least two,
+            all with the same input channels and classes.
+    """
+
+    def __init__(self, members: Sequence[dict]):
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least two members, got {len(members)}")
+        self.members = nn.ModuleList(ResidualVNet2D(**dict(config)) for config in members)
+        first = self.members[0]
+        if any((m.in_channels, m.num_classes) != (first.in_channels, first.num_classes) for m in self.members):
+            raise ValueError("ensemble members must have the same input channels and classes: "
+                             f"{[(m.in_channels, m.num_classes) for m in self.members]}")
+        self.config = {"members": [dict(m.config) for m in self.members]}
+        self.in_channels, self.num_classes = first.in_channels, first.num_classes
+        self.size_multiple = first.size_multiple
+        self.default_input_size = first.default_input_size
+
+    @property
+    def encoder(self) -> nn.ModuleList:
+        """The first member's encoder: the features slice embeddings read
+        (``lib.inference.uncertainty.slice_embeddings``)."""
+        return self.members[0].encoder
+
+    def forward(self, x: Tensor) -> Tensor:
+        log_probs = []
+        for member in self.members:
+            logits = member(x).float()
+            offsets = getattr(member, "logit_adjustment", None)  # None once folded into the head
+            if offsets is not None:
+                logits = logits + offsets.to(logits.device).view(1, -1, 1, 1)
+            log_probs.append(torch.log_softmax(logits, dim=1))
+        # log(mean softmax) without underflow: logsumexp over members minus log(count)
+        return torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(len(self.members))
