@@ -34,6 +34,7 @@ COMMANDS = {
     "infer": "segment a NIfTI file or DICOM folder without a server; or a folder, list or PACS query of many",
     "merge-cohort": "join the tables of an `infer` run cut into parts (--part-id/--num-parts)",
     "models": "list published model versions, or roll one back",
+    "ensemble": "join segmenters of one region into one softmax-averaged network",
     "evaluate": "Dice, surface distances and classifier accuracy on a labelled datastore",
     "bench": "run the speed benchmarks",
     "upload": "send NIfTI studies (as MR DICOM) or DICOM folders to a DICOMweb PACS",

@@ -49,11 +49,18 @@ def test_the_ensemble_serves_the_mean_of_its_members_adjusted_probabilities(memb
     assert torch.allclose(torch.softmax(predict_logits(fast, x), 1), served, atol=1e-5)
 
 
-def test_the_ensemble_output_is_a_log_probability(members, tmp_path):
+def test_the_ensemble_output_is_a_log_probability_with_and_without_gradients(members, tmp_path):
+    """Inference sums softmaxes (fast), training takes a logsumexp (exact gradients): same values."""
     ensemble = build_from_checkpoint(save_ensemble(tmp_path / "e.pt", members))
+    x = torch.rand(2, 1, 96, 96)
     with torch.no_grad():
-        out = ensemble(torch.rand(2, 1, 96, 96))
+        out = ensemble(x)
     assert torch.allclose(out.exp().sum(1), torch.ones(2, 96, 96), atol=1e-5)
+    trained = ensemble(x)
+    assert torch.allclose(trained, out, atol=1e-5)
+    torch.nn.functional.nll_loss(trained, torch.randint(0, 7, (2, 96, 96))).backward()
+    gradients = [p.grad for p in ensemble.parameters() if p.grad is not None]
+    assert len(gradients) == len(list(ensemble.parameters())) and all(g.isfinite().all() for g in gradients)
 
 
 def test_members_must_be_segmenters_of_one_region(members, tmp_path):

@@ -1,0 +1,55 @@
+"""``python main.py ensemble``: join segmenters of one region into one softmax-averaged network.
+
+    python main.py ensemble --members weights,/tmp/u0,/tmp/u2 --out /tmp/ensemble
+    python main.py ensemble --members weights,/tmp/u0,/tmp/u2 --out weights   # ship it
+
+Each member folder holds ``<network>.pt`` (``python main.py pretrain --out DIR``). The output
+folder gets ``<network>.pt``, an ensemble checkpoint (``lib.networks.ensemble``) that the server
+serves, fine-tunes and versions as one network, and ``<network>.json``, the members' own
+records of how they were made. Members are read before anything is written, so ``--out`` may be
+one of them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from lib.models.catalog import SEGMENTERS, record_file, weight_file
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--members", required=True,
+                        help="comma-separated folders, each holding the network's .pt (two or more)")
+    parser.add_argument("--network", choices=SEGMENTERS, default="segmentation_leg",
+                        help="the segmenter to join (default segmentation_leg)")
+    parser.add_argument("--out", required=True, help="folder to write <network>.pt and .json to")
+
+
+def run(args) -> int:
+    from lib.errors import UserError
+    from lib.files import write_json_atomic
+    from lib.networks.checkpoint import save_ensemble
+
+    folders = [Path(f.strip()) for f in args.members.split(",") if f.strip()]
+    if len(folders) < 2:
+        raise UserError(f"--members: an ensemble needs two or more folders, got {len(folders)}")
+    paths = [weight_file(f, args.network) for f in folders]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise UserError(f"--members: no {args.network} weights at {', '.join(missing)}")
+    records = []
+    for folder in folders:
+        record = record_file(folder, args.network)
+        records.append(json.loads(record.read_text()) if record.is_file() else {"record": "none beside the weights"})
+    command = "python main.py " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["ensemble"] else \
+        f"python main.py ensemble --network {args.network} --members {args.members} --out {args.out}"
+    out = Path(args.out)
+    # Members' tensors are all in memory before the first write, so --out may be a member's folder.
+    checkpoint = save_ensemble(weight_file(out, args.network), paths, {"command": command})
+    write_json_atomic(record_file(out, args.network), {
+        "name": args.network, "network": "ensemble", "command": command,
+        "members": [{"folder": str(f), **r} for f, r in zip(folders, records)]})
+    print(f"{checkpoint}: {args.network}, softmax ensemble of {len(paths)} members")
+    return 0

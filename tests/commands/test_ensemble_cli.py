@@ -1,0 +1,66 @@
+"""``python main.py ensemble``: pretrain's folders joined into one served leg network, and its errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from lib.models.catalog import record_file, weight_file
+from lib.networks.checkpoint import build_from_checkpoint, save_checkpoint
+from lib.networks.ensemble import SoftmaxEnsemble
+from lib.networks.presets import build_segmenter
+from tests.conftest import ROOT
+
+ERROR_TIMEOUT = 300  # torch takes long to import on a loaded machine
+
+
+def ensemble(*args):
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), "ensemble", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=ERROR_TIMEOUT)
+
+
+@pytest.fixture
+def pretrained(tmp_path):
+    """Two folders as ``pretrain --out`` leaves them: leg weights and their record."""
+    folders = []
+    for seed in (0, 2):
+        folder = tmp_path / f"leg_seed{seed}"
+        torch.manual_seed(seed)
+        save_checkpoint(weight_file(folder, "segmentation_leg"), build_segmenter("leg", "compact", width=2),
+                        {"name": "segmentation_leg", "region": "leg", "preset": "compact", "class_weights": [1.0] * 7})
+        record_file(folder, "segmentation_leg").write_text(json.dumps({"command": "python main.py pretrain",
+                                                                       "plan": {"seed": seed}}))
+        folders.append(folder)
+    return folders
+
+
+def test_members_become_one_network_whose_record_keeps_theirs(pretrained, tmp_path):
+    out = tmp_path / "out"
+    done = ensemble("--members", ",".join(map(str, pretrained)), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    model, meta = build_from_checkpoint(weight_file(out, "segmentation_leg"), return_meta=True)
+    assert isinstance(model, SoftmaxEnsemble) and len(model.members) == 2 and meta["region"] == "leg"
+    record = json.loads(record_file(out, "segmentation_leg").read_text())
+    assert record["network"] == "ensemble" and record["command"].startswith("python main.py ensemble --members")
+    assert [m["plan"]["seed"] for m in record["members"]] == [0, 2]
+
+
+def test_a_member_folder_may_be_the_output(pretrained):
+    """As when an ensemble replaces the shipped network in weights/ that is one of its members."""
+    done = ensemble("--members", ",".join(map(str, pretrained)), "--out", str(pretrained[0]))
+    assert done.returncode == 0, done.stderr
+    assert isinstance(build_from_checkpoint(weight_file(pretrained[0], "segmentation_leg")), SoftmaxEnsemble)
+    assert json.loads(record_file(pretrained[0], "segmentation_leg").read_text())["members"][0]["plan"]["seed"] == 0
+
+
+@pytest.mark.parametrize("members, message", [
+    ("{0}", "two or more folders"),
+    ("{0},{missing}", "no segmentation_leg weights at"),
+])
+def test_bad_members_are_one_line_errors_and_write_nothing(pretrained, tmp_path, members, message):
+    out = tmp_path / "out"
+    done = ensemble("--members", members.format(pretrained[0], missing=tmp_path / "nowhere"), "--out", str(out))
+    assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not out.exists()
