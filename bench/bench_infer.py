@@ -1,10 +1,12 @@
 """End-to-end inference through the real server (issue: infer tasks), as a viewer calls it.
 
-    .venv/bin/python -m bench.bench_infer [--repeats 3] [--presets compact]
+    .venv/bin/python -m bench.bench_infer [--repeats 3] [--presets compact] [--regions thigh leg]
 
 Generates a 432 x 432 x 52 thigh phantom (1.04 x 1.04 x 5 mm), starts ``python main.py serve``
 on a loopback port with that one study, and times ``POST /infer/muscle`` (label file + JSON)
-end to end on the client. The server's own latency split (pre-processing, networks, post,
+end to end on the client. The issue's target is the thigh volume's; a leg phantom of the same
+size is timed too, because the shipped leg segmenter is an ensemble of three networks
+(``lib.networks.ensemble``) and costs about three times the thigh's. The server's own latency split (pre-processing, networks, post,
 writing) comes back in the result JSON; "overhead" is everything but the networks.
 Writes ``bench/results/infer.json`` and ``bench/results/infer.md``.
 """
@@ -47,12 +49,13 @@ def paper_weights(model_dir: Path) -> None:
         save_checkpoint(weight_file(model_dir, name), model, {"name": name, "preset": "paper", "source": "bench, untrained"})
 
 
-def run(repeats: int, preset: str = "compact") -> dict:
+def run(repeats: int, preset: str = "compact", region: str = "thigh") -> dict:
+    image = f"{region}_432x432x52"
     with tempfile.TemporaryDirectory() as tmp:
         studies = Path(tmp) / "studies"
         studies.mkdir()
-        phantom = generate_phantom("thigh", 20_900, n_slices=52, severity="mild")
-        save_nifti(studies / "thigh_432x432x52.nii.gz", phantom.image, phantom.affine)
+        phantom = generate_phantom(region, 20_900, n_slices=52, severity="mild")
+        save_nifti(studies / f"{image}.nii.gz", phantom.image, phantom.affine)
         model_dir = Path(tmp) / "model"
         if preset == "paper":
             paper_weights(model_dir)
@@ -60,11 +63,11 @@ def run(repeats: int, preset: str = "compact") -> dict:
         try:
             server.wait_ready()
             url = f"{server.url}/infer/muscle"
-            requests.post(url, params={"image": "thigh_432x432x52"}, timeout=600)  # warm-up: loads models
+            requests.post(url, params={"image": image}, timeout=600)  # warm-up: loads models
             rows = []
             for _ in range(repeats):
                 start = time.perf_counter()
-                r = requests.post(url, params={"image": "thigh_432x432x52"}, timeout=600)
+                r = requests.post(url, params={"image": image}, timeout=600)
                 wall = time.perf_counter() - start
                 r.raise_for_status()
                 params = r.text.split("\r\n\r\n", 2)[1].split("\r\n--")[0] if "multipart" in r.headers[
@@ -76,8 +79,14 @@ def run(repeats: int, preset: str = "compact") -> dict:
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     med["overhead"] = med["wall"] - med["infer"]
     med["overhead_fraction"] = med["overhead"] / med["wall"]
-    return {"volume": "432x432x52 thigh phantom", "preset": preset, "repeats": repeats, "median_seconds": med,
+    return {"volume": f"432x432x52 {region} phantom", "preset": preset, "region": region, "repeats": repeats, "median_seconds": med,
             "runs": rows, "machine": machine()}
+
+
+def result_key(preset: str, region: str) -> str:
+    """The key of a run in ``infer.json``: the preset for the thigh (the issue's volume), else
+    ``"<preset> <region>"``."""
+    return preset if region == "thigh" else f"{preset} {region}"
 
 
 def markdown(results: dict) -> str:
@@ -102,8 +111,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--presets", nargs="+", default=["compact", "paper"], choices=["compact", "paper"])
+    parser.add_argument("--regions", nargs="+", default=list(REGIONS), choices=list(REGIONS))
     args = parser.parse_args()
-    results = {preset: run(args.repeats, preset) for preset in args.presets}
+    results = {result_key(preset, region): run(args.repeats, preset, region)
+               for preset in args.presets for region in args.regions}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "infer.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)

@@ -38,11 +38,12 @@ def _network_lines(networks: dict) -> list[list]:
 
 def _infer_lines(infer: dict) -> list[list]:
     lines = []
-    for preset in ("compact", "paper"):
-        entry = infer.get(preset)
+    for key in ("compact", "paper", "compact leg", "paper leg"):
+        entry = infer.get(key)
         if entry:
             med = entry["median_seconds"]
-            lines.append([f"`POST /infer/muscle`, {preset}", "server, fast path", "432×432×52 volume, end to end",
+            region = entry.get("region", "thigh")
+            lines.append([f"`POST /infer/muscle`, {entry['preset']}", "server, fast path", f"432×432×52 {region} volume, end to end",
                           f"{med['wall']:.2f} s", f"{52 / med['wall']:.1f} slices/s, {100 * med['overhead_fraction']:.0f} % outside the networks",
                           "infer"])
     return lines
