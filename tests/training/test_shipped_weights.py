@@ -48,20 +48,37 @@ def test_shipped_classifier_on_held_out_phantoms():
     assert held_out(model) >= 0.95
 
 
+def pretrain_records(name: str) -> list[dict]:
+    """The record of how ``name``'s shipped weights were made; an ensemble's: its members'."""
+    record = json.loads((SHIPPED_WEIGHTS / f"{name}.json").read_text())
+    if record.get("network") == "ensemble":
+        assert record["command"].startswith("python main.py ensemble --members")
+        return record["members"]
+    return [record]
+
+
 def test_weights_record_how_they_were_made():
     for name in ("classifier", "segmentation_thigh", "segmentation_leg"):
-        record = json.loads((SHIPPED_WEIGHTS / f"{name}.json").read_text())
-        assert record["preset"] == "compact" and record["command"].startswith("python main.py pretrain")
-        assert record["seeds"]["train"][1] < SEED_BASE["val"] <= record["seeds"]["val"][0] < SEED_BASE["test"]
-        assert np.isfinite(record["validation_score"])
+        for record in pretrain_records(name):
+            assert record["preset"] == "compact" and record["command"].startswith("python main.py pretrain")
+            assert record["seeds"]["train"][1] < SEED_BASE["val"] <= record["seeds"]["val"][0] < SEED_BASE["test"]
+            assert np.isfinite(record["validation_score"])
     assert sum(p.stat().st_size for p in SHIPPED_WEIGHTS.glob("*.pt")) < 30e6
 
 
 @pytest.mark.parametrize("name, classes", [("segmentation_thigh", 13), ("segmentation_leg", 7)])
 def test_shipped_segmenters_record_their_class_weights(name, classes):
-    """Served with the logit adjustment (lib.networks.logit_adjustment) that their loss calls for."""
+    """Served with the logit adjustment (lib.networks.logit_adjustment) that their loss calls for:
+    each network, or each member of an ensemble (lib.networks.ensemble), its own."""
     model, meta = build_from_checkpoint(SHIPPED_WEIGHTS / f"{name}.pt", return_meta=True)
-    weights = meta["class_weights"]
-    assert len(weights) == classes and weights[0] < 1 < min(weights[1:])  # background weighted least
-    assert model.logit_adjustment is not None
-    assert json.loads((SHIPPED_WEIGHTS / f"{name}.json").read_text())["class_weights"] == weights
+    members = list(getattr(model, "members", [model]))
+    member_weights = meta["member_class_weights"] if meta["network"] == "ensemble" else [meta["class_weights"]]
+    assert len(member_weights) == len(members)
+    for member, weights, record in zip(members, member_weights, pretrain_records(name)):
+        assert len(weights) == classes and record["class_weights"] == weights
+        if np.allclose(weights, 1.0):  # pretrain --class-weights uniform: nothing to undo
+            assert member.logit_adjustment is None or not member.logit_adjustment.any()
+        else:
+            assert weights[0] < 1 < min(weights[1:])  # background weighted least
+            assert member.logit_adjustment is not None
+    assert any(not np.allclose(w, 1.0) for w in member_weights)
