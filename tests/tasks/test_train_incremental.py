@@ -135,6 +135,8 @@ def test_slicer_label_info_is_remapped_by_name(trainer_server, tmp_path):
     expected = {str(v): int((truth == v).sum()) for v in ours.values()}
     assert seen["voxels"] == expected  # each muscle's pixels under our value, whatever Slicer's order
     assert seen["regions"] == {"leg": 1} and seen["split"] == "train"
+    result = stats(srv, "segmentation_leg")["results"]["segmentation_leg"]
+    assert result["guard"].startswith("phantoms only") and result["tolerance"] == 0.02  # no user validation yet
 
 
 def test_a_destructive_round_is_rejected_and_the_live_file_is_unchanged(trainer_server, tmp_path):

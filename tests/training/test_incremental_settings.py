@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lib.errors import UserError
-from lib.training.incremental import RoundSettings, mixed, replay_weights
+from lib.training.incremental import RoundSettings, guard_tolerance, mixed, replay_weights
 from lib.training.slices import SliceSet
 
 
@@ -63,10 +63,22 @@ def test_viewer_strings_aliases_and_extras_together():
     ({"crop": 100}, "crop"), ({"crop": 0}, "crop"), ({"crop": -48}, "crop"),
     ({"replay_share": 1.0}, "replay_share"), ({"replay_share": "-0.1"}, "replay_share"),
     ({"val_fraction": 1}, "val_fraction"), ({"tolerance": -0.1}, "tolerance"),
+    ({"phantom_tolerance": "-0.01"}, "phantom_tolerance"),
     ({"freeze_norm": "maybe"}, "freeze_norm"), ({"keep_versions": 0}, "keep_versions")])
 def test_bad_options_are_user_errors_naming_the_option(params, option):
     with pytest.raises(UserError, match=option):
         RoundSettings.from_request(params)
+
+
+@pytest.mark.parametrize("params, phantoms_only, expected", [
+    ({}, False, 0.005),  # the user's validation images judge: the strict tolerance
+    ({}, True, 0.02),  # phantoms alone judge a segmenter: it may adapt to the user's site
+    ({"phantom_tolerance": 0}, True, 0.005),  # a strict site: never more than the tolerance
+    ({"tolerance": 1.0}, True, 1.0),  # publish whatever (as a test or an expert asks): not narrowed
+    ({"tolerance": 0.01, "phantom_tolerance": 0.05}, False, 0.01),
+])
+def test_the_guard_widens_only_when_phantoms_alone_judge(params, phantoms_only, expected):
+    assert guard_tolerance(RoundSettings.from_request(params), phantoms_only) == expected
 
 
 @pytest.mark.parametrize("n_user,n_replay,share", [(3, 7, 0.3), (1, 100, 0.5), (50, 2, 0.8), (4, 4, 0.0)])
