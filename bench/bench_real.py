@@ -219,6 +219,7 @@ def loo_round(args, real, tmp: Path) -> dict:
     return {"weights": weights, "weights_after_round": weights_used(folder), "train_params": params or "defaults",
             "task_status": task["status"],
             "round_seconds": round(wall, 1), "status": outcome.get("status"), "reason": outcome.get("reason"),
+            **{k: outcome.get(k) for k in ("guard", "tolerance", "live_scores", "candidate_scores")},
             "before": before, "after_one_round": after}
 
 

@@ -168,13 +168,23 @@ def _dice_section(res: dict) -> list[str]:
                 "", f"Leave-one-out target: Dice ≥ 0.80 with the region forced to leg: "
                     f"{'met' if loo['before']['forced_leg']['mean_dice'] >= 0.8 else 'NOT met'}. The round "
                     f"({loo['train_params']}, {loo['round_seconds']} s, `{loo['status']}`"
-                    f"{': ' + str(loo['reason']) if loo.get('reason') else ''}) trained on this very slice, "
+                    f"{': ' + str(loo['reason']) if loo.get('reason') else ''}"
+                    f"{_guard_words(loo)}) trained on this very slice, "
                     f"so the Dice after it says how well the round fits what it was shown. LOO weights: `{loo['weights']}`."]
     else:
         out += ["", "Leave-one-out numbers (a leg segmenter that never saw the slice, then one incremental round "
                     "through the server on the slice's saved label) were not measured in this run. To get them:",
                 "", "```bash", LOO_COMMANDS, "```"]
     return out
+
+
+def _guard_words(loo: dict) -> str:
+    """The publish guard's view of the round: which sets judged it, with what tolerance, the scores."""
+    live, candidate = loo.get("live_scores") or {}, loo.get("candidate_scores") or {}
+    if not live:
+        return ""
+    scores = ", ".join(f"{name} {live[name]:.4f} -> {candidate.get(name, float('nan')):.4f}" for name in live)
+    return f"; guard: {loo.get('guard')}, tolerance {loo.get('tolerance')}, {scores}"
 
 
 def markdown(res: dict, md_path: Path) -> str:
