@@ -64,6 +64,14 @@ def run(args) -> int:
         raise UserError(f"--class-weights must be {' or '.join(CLASS_WEIGHT_MODES)}, got {plan.class_weights!r}")
     if plan.init_from and not Path(plan.init_from).is_dir():
         raise UserError(f"--init-from folder not found: {plan.init_from}")
+    if plan.init_from:
+        from lib.networks.checkpoint import load_checkpoint
+        for name in args.networks:
+            path = weight_file(plan.init_from, name)
+            if path.is_file() and load_checkpoint(path)[1].get("network") == "ensemble":
+                # pretraining writes one network's class weights: an ensemble's members would lose theirs
+                raise UserError(f"--init-from: {path} is an ensemble; continue each member's folder "
+                                "and join them again with `python main.py ensemble`")
     records = pretrain(plan, Path(args.out), networks=args.networks)
     for name, record in records.items():
         print(f"{name}: validation {record['validation_score']:.4f} -> {weight_file(args.out, name)}")

@@ -104,6 +104,14 @@ def test_bad_self_training_settings_are_one_line_errors(tmp_path, args, message)
     assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
 
 
+def test_continuing_the_shipped_leg_ensemble_is_a_one_line_error(tmp_path):
+    """Pretraining records one network's class weights: an ensemble's members would lose theirs."""
+    proc = pretrain("--networks", "segmentation_leg", "--init-from", str(SHIPPED_WEIGHTS), "--leg-stages", "1@0.001",
+                    "--out", str(tmp_path / "w"), timeout=ERROR_TIMEOUT)
+    assert proc.returncode == 2 and "is an ensemble" in proc.stderr and "main.py ensemble" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
+
+
 def test_unknown_class_weights_are_a_one_line_error(tmp_path):
     proc = pretrain("--class-weights", "sqrt", "--out", str(tmp_path / "w"), timeout=ERROR_TIMEOUT)
     assert proc.returncode == 2 and "--class-weights must be inverse_frequency or uniform" in proc.stderr
