@@ -48,7 +48,9 @@ def mc_softmax(model, slices: torch.Tensor, samples: int = SAMPLES, batch_size: 
     dropout passes), so that callers reduce each batch before the next (a whole volume's maps
     would take hundreds of MB)."""
     switched = enable_mc_dropout(model, True)
-    passes = samples if switched else 1
+    # An ensemble (lib.networks.ensemble) samples its members itself: each pass gives every member
+    # its own dropout mask, so ceil(samples / members) passes draw at least ``samples`` networks.
+    passes = math.ceil(samples / len(getattr(model, "members", [model]))) if switched else 1
     try:
         for s in range(0, len(slices), batch_size):
             batch = slices[s:s + batch_size]

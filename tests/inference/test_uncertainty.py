@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from lib.inference.uncertainty import slice_embeddings, stored_slice_order, typicality, uncertainty_scores
+from lib.inference.uncertainty import (SAMPLES, mc_softmax, slice_embeddings, stored_slice_order, typicality,
+                                      uncertainty_scores)
 from lib.networks.checkpoint import build_from_checkpoint
 from lib.paths import SHIPPED_WEIGHTS
 
@@ -33,6 +34,25 @@ def test_slice_embeddings_are_unit_vectors_of_the_deepest_encoder_level():
     assert embeddings.shape == (3, model.encoder[-1].conv2.out_channels)  # 256 for the compact preset
     assert torch.allclose(embeddings.norm(dim=1), torch.ones(3), atol=1e-4)
     assert torch.allclose(embeddings[0], embeddings[2], atol=1e-5) and not torch.allclose(embeddings[0], embeddings[1])
+
+
+def test_the_shipped_leg_ensemble_samples_its_members_and_embeds_with_the_first():
+    """Each dropout pass samples every member, so an ensemble needs fewer passes for as many networks."""
+    model = build_from_checkpoint(SHIPPED_WEIGHTS / "segmentation_leg.pt").eval()
+    members = len(model.members)
+    calls = []
+    hooks = [m.register_forward_hook(lambda *_: calls.append(1)) for m in model.members]
+    try:
+        [(batch, mean)] = list(mc_softmax(model, torch.rand(2, 1, 96, 96)))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    passes = -(-SAMPLES // members)
+    assert len(calls) == passes * members >= SAMPLES and passes < SAMPLES
+    assert torch.allclose(mean.sum(1), torch.ones(2, 96, 96), atol=1e-4)
+    embeddings = slice_embeddings(model, torch.rand(2, 1, 96, 96))
+    assert embeddings.shape == (2, model.members[0].encoder[-1].conv2.out_channels)
+    assert not model.members[0].input_dropout.training  # dropout off again
 
 
 def test_muscle_shares_split_the_slice_score_and_follow_where_the_muscle_is():
