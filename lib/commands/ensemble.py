@@ -13,7 +13,6 @@ one of them.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from lib.models.catalog import SEGMENTERS, record_file, weight_file
@@ -43,8 +42,7 @@ def run(args) -> int:
     for folder in folders:
         record = record_file(folder, args.network)
         records.append(json.loads(record.read_text()) if record.is_file() else {"record": "none beside the weights"})
-    command = "python main.py " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["ensemble"] else \
-        f"python main.py ensemble --network {args.network} --members {args.members} --out {args.out}"
+    command = f"python main.py ensemble --members {args.members} --out {args.out} --network {args.network}"
     out = Path(args.out)
     # Members' tensors are all in memory before the first write, so --out may be a member's folder.
     checkpoint = save_ensemble(weight_file(out, args.network), paths, {"command": command})

@@ -13,7 +13,8 @@ whether it forgot what the model knew, and adapting to a real site costs some ph
 ``tolerance`` the guard rejected a round on the one real leg slice whose phantom Dice fell by
 0.007 (0.921 -> 0.914), and the user saw no change. Without user validation a segmenter may
 therefore lose up to ``phantom_tolerance`` (0.02: the phantom margin issue 16 allows the shipped
-weights), or ``tolerance`` if that is larger, on the phantoms. The classifier keeps ``tolerance``: a routing slip costs a whole slice.
+weights), or ``tolerance`` if that is larger, on the phantoms. The classifier keeps
+``tolerance``: a routing slip costs a whole slice.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ class RoundSettings:
                 raise UserError(f"train option {name} must be at least 1")
         if not 0 < self.lr < 1:
             raise UserError("train option lr must be in (0, 1)")
-        if not 0 <= self.replay_share < 1 or not 0 <= self.val_fraction < 1 or min(self.tolerance, self.phantom_tolerance) < 0:
+        if (not 0 <= self.replay_share < 1 or not 0 <= self.val_fraction < 1
+                or min(self.tolerance, self.phantom_tolerance) < 0):
             raise UserError("replay_share and val_fraction must be in [0, 1), tolerance and phantom_tolerance >= 0")
         if self.crop % 48 or self.crop < 48:
             raise UserError("train option crop must be a positive multiple of 48")
