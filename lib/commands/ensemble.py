@@ -2,12 +2,14 @@
 
     python main.py ensemble --members weights,/tmp/u0,/tmp/u2 --out /tmp/ensemble
     python main.py ensemble --members weights,/tmp/u0,/tmp/u2 --out weights   # ship it
+    python main.py ensemble --unpack weights --out /tmp/members   # member_1/, member_2/ ...
 
 Each member folder holds ``<network>.pt`` (``python main.py pretrain --out DIR``). The output
 folder gets ``<network>.pt``, an ensemble checkpoint (``lib.networks.ensemble``) that the server
 serves, fine-tunes and versions as one network, and ``<network>.json``, the members' own
 records of how they were made. Members are read before anything is written, so ``--out`` may be
-one of them.
+one of them. ``--unpack`` does the reverse: one folder per member, each a network that
+``pretrain --init-from`` can continue (it refuses an ensemble).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from lib.models.catalog import SEGMENTERS, record_file, weight_file
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--members", required=True,
-                        help="comma-separated folders, each holding the network's .pt (two or more)")
+    parser.add_argument("--members", help="comma-separated folders, each holding the network's .pt (two or more)")
+    parser.add_argument("--unpack", help="a folder whose network is an ensemble: write each member to OUT/member_N")
     parser.add_argument("--network", choices=SEGMENTERS, default="segmentation_leg",
                         help="the segmenter to join (default segmentation_leg)")
     parser.add_argument("--out", required=True, help="folder to write <network>.pt and .json to")
@@ -31,6 +33,10 @@ def run(args) -> int:
     from lib.files import write_json_atomic
     from lib.networks.checkpoint import save_ensemble
 
+    if bool(args.members) == bool(args.unpack):
+        raise UserError("give --members FOLDERS (to join) or --unpack FOLDER (to split), one of them")
+    if args.unpack:
+        return unpack(Path(args.unpack), Path(args.out), args.network)
     folders = [Path(f.strip()) for f in args.members.split(",") if f.strip()]
     if len(folders) < 2:
         raise UserError(f"--members: an ensemble needs two or more folders, got {len(folders)}")
@@ -50,4 +56,26 @@ def run(args) -> int:
         "name": args.network, "network": "ensemble", "command": command,
         "members": [{"folder": str(f), **r} for f, r in zip(folders, records)]})
     print(f"{checkpoint}: {args.network}, softmax ensemble of {len(paths)} members")
+    return 0
+
+
+def unpack(folder: Path, out: Path, network: str) -> int:
+    """Write each member of ``folder``'s ensemble to ``out/member_N/`` with its own record."""
+    from lib.errors import UserError
+    from lib.files import write_json_atomic
+    from lib.networks.checkpoint import load_checkpoint, save_ensemble_member
+
+    path = weight_file(folder, network)
+    if not path.is_file():
+        raise UserError(f"--unpack: no {network} weights at {path}")
+    meta = load_checkpoint(path)[1]
+    if meta.get("network") != "ensemble":
+        raise UserError(f"--unpack: {path} is a single {meta.get('network')}, not an ensemble")
+    record = record_file(folder, network)
+    records = json.loads(record.read_text()).get("members", []) if record.is_file() else []
+    for index in range(len(meta["member_class_weights"])):
+        member = out / f"member_{index + 1}"
+        save_ensemble_member(weight_file(member, network), path, index)
+        write_json_atomic(record_file(member, network), records[index] if index < len(records) else {"name": network})
+        print(f"{weight_file(member, network)}: member {index + 1} of {path}")
     return 0

@@ -70,8 +70,9 @@ def run(args) -> int:
             path = weight_file(plan.init_from, name)
             if path.is_file() and load_checkpoint(path)[1].get("network") == "ensemble":
                 # pretraining writes one network's class weights: an ensemble's members would lose theirs
-                raise UserError(f"--init-from: {path} is an ensemble; continue each member's folder "
-                                "and join them again with `python main.py ensemble`")
+                raise UserError(f"--init-from: {path} is an ensemble; split it with `python main.py ensemble "
+                                f"--unpack {plan.init_from} --out DIR`, continue each member, join them again "
+                                "with `python main.py ensemble --members ...`")
     records = pretrain(plan, Path(args.out), networks=args.networks)
     for name, record in records.items():
         print(f"{name}: validation {record['validation_score']:.4f} -> {weight_file(args.out, name)}")

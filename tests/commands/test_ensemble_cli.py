@@ -55,6 +55,22 @@ def test_a_member_folder_may_be_the_output(pretrained):
     assert json.loads(record_file(pretrained[0], "segmentation_leg").read_text())["members"][0]["plan"]["seed"] == 0
 
 
+def test_unpack_gives_back_each_member_with_its_record(pretrained, tmp_path):
+    joined = tmp_path / "joined"
+    assert ensemble("--members", ",".join(map(str, pretrained)), "--out", str(joined)).returncode == 0
+    done = ensemble("--unpack", str(joined), "--out", str(tmp_path / "split"))
+    assert done.returncode == 0, done.stderr
+    for index, original in enumerate(pretrained, start=1):
+        folder = tmp_path / "split" / f"member_{index}"
+        model, meta = build_from_checkpoint(weight_file(folder, "segmentation_leg"), return_meta=True)
+        assert meta["network"] == "segmenter" and meta["class_weights"] == [1.0] * 7 and meta["region"] == "leg"
+        expected = build_from_checkpoint(weight_file(original, "segmentation_leg")).state_dict()
+        assert all(torch.allclose(v, expected[k], atol=1e-3) for k, v in model.state_dict().items())  # float16 copies
+        assert json.loads(record_file(folder, "segmentation_leg").read_text())["plan"]["seed"] == (index - 1) * 2
+    single = ensemble("--unpack", str(pretrained[0]), "--out", str(tmp_path / "nothing"))
+    assert single.returncode == 2 and "not an ensemble" in single.stderr and not (tmp_path / "nothing").exists()
+
+
 @pytest.mark.parametrize("members, message", [
     ("{0}", "two or more folders"),
     ("{0},{missing}", "no segmentation_leg weights at"),

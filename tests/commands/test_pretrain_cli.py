@@ -69,7 +69,13 @@ def test_uniform_class_weights_are_recorded_and_served_unadjusted(tmp_path):
 @pytest.mark.skipif(not (SHARED_DATA / ROIS_FILE).exists() or not certain_slices("leg"),
                     reason=f"self-training needs the real slice and the real volumes at {SHARED_DATA}")
 def test_self_training_continues_a_network_on_its_teachers_labels_of_the_real_leg_slices(tmp_path):
-    proc = pretrain("--networks", "segmentation_leg", "--init-from", str(SHIPPED_WEIGHTS), "--leg-stages", "",
+    """A member of the shipped ensemble continued, the whole ensemble (twice) teaching."""
+    unpacked = subprocess.run([sys.executable, str(ROOT / "main.py"), "ensemble", "--unpack", str(SHIPPED_WEIGHTS),
+                               "--out", str(tmp_path / "members")], cwd=ROOT, capture_output=True, text=True,
+                              timeout=ERROR_TIMEOUT)
+    assert unpacked.returncode == 0, unpacked.stderr
+    member = tmp_path / "members" / "member_1"
+    proc = pretrain("--networks", "segmentation_leg", "--init-from", str(member), "--leg-stages", "",
                     "--leg-self-training", "1@0.0005", "--self-training-teachers", f"{SHIPPED_WEIGHTS},{SHIPPED_WEIGHTS}",
                     "--steps-per-epoch", "2", "--train-subjects", "1", "--val-subjects", "1",
                     "--slices-per-subject", "2", "--out", str(tmp_path))
@@ -85,7 +91,7 @@ def test_self_training_continues_a_network_on_its_teachers_labels_of_the_real_le
     assert sum(map(len, used.values())) > 0.9 * sum(map(len, expected.values()))  # slices with limbs: nearly all
     assert [h["epochs_run"] for h in record["history"]] == [1]  # continued: no pretraining stage ran
     assert record["continued_from"]["name"] == "segmentation_leg"
-    before = build_from_checkpoint(weight_file(SHIPPED_WEIGHTS, "segmentation_leg")).state_dict()
+    before = build_from_checkpoint(weight_file(member, "segmentation_leg")).state_dict()
     after = build_from_checkpoint(tmp_path / "segmentation_leg.pt").state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
 
@@ -108,7 +114,7 @@ def test_continuing_the_shipped_leg_ensemble_is_a_one_line_error(tmp_path):
     """Pretraining records one network's class weights: an ensemble's members would lose theirs."""
     proc = pretrain("--networks", "segmentation_leg", "--init-from", str(SHIPPED_WEIGHTS), "--leg-stages", "1@0.001",
                     "--out", str(tmp_path / "w"), timeout=ERROR_TIMEOUT)
-    assert proc.returncode == 2 and "is an ensemble" in proc.stderr and "main.py ensemble" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and "is an ensemble" in proc.stderr and "ensemble --unpack" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
 
 

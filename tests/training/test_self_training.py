@@ -28,7 +28,9 @@ SLICES = [1, 3]
 
 @pytest.fixture(scope="module")
 def teacher():
-    return build_from_checkpoint(weight_file(SHIPPED_WEIGHTS, "segmentation_leg"))
+    """One leg network with its logit adjustment: the first member of the shipped ensemble."""
+    shipped = build_from_checkpoint(weight_file(SHIPPED_WEIGHTS, "segmentation_leg"))
+    return shipped.members[0] if hasattr(shipped, "members") else shipped
 
 
 @pytest.fixture(scope="module")
