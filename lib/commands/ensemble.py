@@ -63,19 +63,16 @@ def unpack(folder: Path, out: Path, network: str) -> int:
     """Write each member of ``folder``'s ensemble to ``out/member_N/`` with its own record."""
     from lib.errors import UserError
     from lib.files import write_json_atomic
-    from lib.networks.checkpoint import load_checkpoint, save_ensemble_member
+    from lib.networks.checkpoint import save_ensemble_members
 
     path = weight_file(folder, network)
     if not path.is_file():
         raise UserError(f"--unpack: no {network} weights at {path}")
-    meta = load_checkpoint(path)[1]
-    if meta.get("network") != "ensemble":
-        raise UserError(f"--unpack: {path} is a single {meta.get('network')}, not an ensemble")
+    written = save_ensemble_members(path, lambda index: weight_file(out / f"member_{index + 1}", network))
     record = record_file(folder, network)
     records = json.loads(record.read_text()).get("members", []) if record.is_file() else []
-    for index in range(len(meta["member_class_weights"])):
-        member = out / f"member_{index + 1}"
-        save_ensemble_member(weight_file(member, network), path, index)
-        write_json_atomic(record_file(member, network), records[index] if index < len(records) else {"name": network})
-        print(f"{weight_file(member, network)}: member {index + 1} of {path}")
+    for index, member in enumerate(written):
+        own = records[index] if index < len(records) else {"name": network}
+        write_json_atomic(record_file(member.parent, network), own)
+        print(f"{member}: member {index + 1} of {path}")
     return 0

@@ -174,23 +174,22 @@ def save_ensemble(path: str | os.PathLike, member_paths, meta: dict | None = Non
     return save_checkpoint(path, ensemble, ensemble_meta, storage_dtype=storage_dtype)
 
 
-def save_ensemble_member(path: str | os.PathLike, ensemble_path: str | os.PathLike, index: int,
-                         storage_dtype: torch.dtype | None = torch.float16) -> Path:
-    """Write member ``index`` (from 0) of an ensemble checkpoint as a segmenter checkpoint of its
-    own, with its class weights, so that ``pretrain --init-from`` can continue it; returns the path.
+def save_ensemble_members(ensemble_path: str | os.PathLike, member_path,
+                          storage_dtype: torch.dtype | None = torch.float16) -> list[Path]:
+    """Write each member of an ensemble checkpoint as a segmenter checkpoint of its own, with its
+    class weights, so that ``pretrain --init-from`` can continue it; returns the paths written.
 
     Args:
-        path: destination file, written atomically.
-        ensemble_path: a checkpoint written by ``save_ensemble``.
-        index: which member.
+        ensemble_path: a checkpoint written by ``save_ensemble`` (read once).
+        member_path: ``index -> path`` (index from 0) of each member's file, written atomically.
         storage_dtype: as ``save_checkpoint``.
     """
     ensemble, meta = build_from_checkpoint(ensemble_path, return_meta=True)
     if meta.get("network") != "ensemble":
         raise UserError(f"{ensemble_path} holds a {meta.get('network')}, not an ensemble")
-    if not 0 <= index < len(ensemble.members):
-        raise UserError(f"{ensemble_path} has {len(ensemble.members)} members, no member {index}")
     records = meta.get("members") or [{}] * len(ensemble.members)
-    member_meta = {**{k: meta[k] for k in ENSEMBLE_SHARED_META if k in meta}, **records[index],
-                   "class_weights": meta["member_class_weights"][index]}
-    return save_checkpoint(path, ensemble.members[index], member_meta, storage_dtype=storage_dtype)
+    shared = {k: meta[k] for k in ENSEMBLE_SHARED_META if k in meta}
+    return [save_checkpoint(member_path(index), member,
+                            {**shared, **records[index], "class_weights": meta["member_class_weights"][index]},
+                            storage_dtype=storage_dtype)
+            for index, member in enumerate(ensemble.members)]
