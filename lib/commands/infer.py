@@ -23,6 +23,8 @@ def add_arguments(parser):
     parser.add_argument("--slices", help="only these slice indices, e.g. 3,7,12")
     parser.add_argument("--echo", type=int, default=0, help="echo of a 4D multi-echo file (default 0)")
     parser.add_argument("--no-cleanup", action="store_true", help="skip the 4-px label clean-up")
+    parser.add_argument("--keep-faded-ends", action="store_true",
+                        help="also label a 3D slab's faded end slices (skipped by default)")
     parser.add_argument("--csv", help="write the per-muscle measurements as CSV here")
     parser.add_argument("--json", help="write the whole result JSON here")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
@@ -51,7 +53,7 @@ def run(args) -> int:
         raise UserError(f"model {args.model!r} has no weights: run `python main.py pretrain`")
     request = {"image": str(image.resolve()), "device": args.device, "region": args.region,
                "split_sides": args.split_sides, "slices": args.slices, "echo": args.echo,
-               "cleanup": not args.no_cleanup}
+               "cleanup": not args.no_cleanup, "skip_faded_ends": not args.keep_faded_ends}
     label_path, result = task(request)
     if label_path:
         out = Path(args.out) if args.out else default_out(image)
@@ -67,4 +69,6 @@ def run(args) -> int:
     summary = result.get("classification", result)
     if "region" in summary:
         print(f"region: {summary['region']} {summary.get('slice_counts', '')}")
+    if result.get("faded_slices"):
+        print(f"faded slab ends, not labelled (--keep-faded-ends labels them): slices {result['faded_slices']}")
     return 0

@@ -22,7 +22,7 @@ import torch
 from lib.errors import UserError
 from lib.inference.batching import classify_limbs, classify_slices, resolve_device, segment_limbs
 from lib.inference.bone import clear_bone
-from lib.inference.limbs import Limb, find_limbs
+from lib.inference.limbs import Limb, faded_end_slices, find_limbs
 from lib.inference.measurements import MeasureMusclesd
 from lib.inference.regions import region_summary, route
 from lib.labels import SIDE_OFFSET, all_labels, channels_to_global
@@ -44,6 +44,7 @@ OPTIONS = {
     "cleanup": True,  # SPEC §2 area opening/closing of the predicted labels
     "keep_largest": False,  # per slice, each muscle keeps its largest region per limb, holes filled
     "clear_bone": True,  # muscle labels inside a bone (marrow in a signal-void cortex) become background
+    "skip_faded_ends": True,  # a slab's faded end slices hold no limb (lib.inference.limbs.faded_end_slices)
 }
 
 
@@ -58,6 +59,14 @@ def selected_slices(data, n_slices: int) -> list[int]:
     return slices
 
 
+def faded_slices(data) -> list[int]:
+    """The model-grid image's faded end slices (none when ``skip_faded_ends`` is off), found once."""
+    if "faded_slices" not in data:
+        skip = data.get("skip_faded_ends", True)
+        data["faded_slices"] = faded_end_slices(np.asarray(data["image"][0])) if skip else []
+    return data["faded_slices"]
+
+
 def limbs_of(data, slices: list[int]) -> list[list[Limb]]:
     """The limbs of each chosen slice of the model-grid image, found once per request."""
     known = data.setdefault("limbs", {})
@@ -65,6 +74,12 @@ def limbs_of(data, slices: list[int]) -> list[list[Limb]]:
     if missing:
         known.update(zip(missing, find_limbs(np.asarray(data["image"][0]), missing)))
     return [known[k] for k in slices]
+
+
+def faded_in(data, slices: list[int]) -> list[int]:
+    """The chosen slices that are faded ends, for the answer."""
+    chosen = set(slices)
+    return [k for k in faded_slices(data) if k in chosen]
 
 
 def classify(data, paths, slices: list[int], device: str) -> np.ndarray:
@@ -82,7 +97,11 @@ def classify(data, paths, slices: list[int], device: str) -> np.ndarray:
 
 
 def segment(data, paths, slices: list[int], region: str, device: str, out: np.ndarray) -> None:
-    """Write the global labels of ``region``'s segmenter on each limb of ``slices`` into ``out`` (X, Y, Z)."""
+    """Write the global labels of ``region``'s segmenter on each limb of ``slices`` into ``out``
+    (X, Y, Z); a slab's faded end slices get none. They still count in the volume's region split:
+    their anatomy is dim, not absent."""
+    faded = set(faded_slices(data))
+    slices = [k for k in slices if k not in faded]
     if not slices:
         return
     model = live_network(paths, segmenter_name(region), device)
@@ -96,7 +115,8 @@ def segment(data, paths, slices: list[int], region: str, device: str, out: np.nd
 def classify_regions(data, paths, device: str) -> dict:
     """``result``: the region of every chosen slice and the volume's (``classifier``)."""
     slices = selected_slices(data, data["image"].shape[-1])
-    data["result"] = region_summary(classify(data, paths, slices, device), slices)
+    data["result"] = {**region_summary(classify(data, paths, slices, device), slices),
+                      "faded_slices": faded_in(data, slices)}
     return data
 
 
@@ -107,7 +127,7 @@ def segment_region(data, paths, region: str, device: str) -> dict:
     grid = np.zeros((*data["image"].shape[1:3], n_slices), np.uint8)
     segment(data, paths, slices, region, device, grid)
     data["pred"] = torch.from_numpy(grid)[None]
-    data["result"] = {"region": region, "slices": slices}
+    data["result"] = {"region": region, "slices": slices, "faded_slices": faded_in(data, slices)}
     return data
 
 
@@ -124,7 +144,7 @@ def segment_muscles(data, paths, device: str) -> dict:
     for chosen_region, chosen in routed.items():
         segment(data, paths, chosen, chosen_region, device, grid)
     data["pred"] = torch.from_numpy(grid)[None]
-    data["result"] = {"classification": summary, "routed_slices": routed}
+    data["result"] = {"classification": summary, "routed_slices": routed, "faded_slices": faded_in(data, slices)}
     return data
 
 

@@ -7,8 +7,8 @@ pixel-wise entropy of the averaged softmax. Why MC dropout rather than test-time
 augmentation: the networks were trained with that very dropout, so its samples stay on the
 training distribution, and one batched pass per sample costs no resampling.
 
-A slice with almost no tissue (outside the limb or the field of view) is marked empty and is
-never worth annotating. Slice indices are those of the stored array's head-foot axis, the
+A slice with almost no tissue (outside the limb or the field of view), or one of a slab's faded
+ends (``lib.inference.limbs.faded_end_slices``), is marked empty and is never worth annotating. Slice indices are those of the stored array's head-foot axis, the
 index a viewer shows, whatever the file's orientation.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from lib.inference.batching import classify_limbs, classify_slices
-from lib.inference.limbs import find_limbs
+from lib.inference.limbs import faded_end_slices, find_limbs
 from lib.labels import MUSCLES, REGIONS
 from lib.models.cache import load_network
 from lib.models.catalog import CLASSIFIER, segmenter_name
@@ -161,9 +161,10 @@ def score_volume(image_path: str, paths: dict[str, str], seed: int = 0) -> list[
                 classes[j] = {muscle: round(v, 5) for muscle, v in zip(MUSCLES[region], share)}
     confidence = probs.max(1).values
     scores = scores + CLASSIFIER_WEIGHT * (1 - confidence)
+    faded = set(faded_end_slices(grid))  # a slab's faded ends are not worth a clinician's time
     out = [None] * len(slices)
     for j, k in enumerate(order):
-        empty = bool(body_fraction[j] < MIN_BODY_FRACTION)
+        empty = bool(body_fraction[j] < MIN_BODY_FRACTION) or j in faded
         score = float(scores[j])
         out[int(k)] = {"slice": int(k), "score": round(score if math.isfinite(score) and not empty else 0.0, 5),
                        "region": REGIONS[int(regions[j])], "confidence": round(float(confidence[j]), 4),

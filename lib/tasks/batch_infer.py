@@ -113,7 +113,7 @@ def check_infer_options(request: dict) -> None:
     if region not in ("auto", *REGIONS):
         raise UserError(f"option 'region' must be one of auto, {', '.join(REGIONS)}; got {request.get('region')!r}")
     parse_slices(request.get("slices"))
-    for key in ("split_sides", "cleanup", "keep_largest", "clear_bone", "multi_gpu"):
+    for key in ("split_sides", "cleanup", "keep_largest", "clear_bone", "skip_faded_ends", "multi_gpu"):
         if key in request:
             parse_bool(request[key], key)
     try:

@@ -60,6 +60,7 @@ class MuscleInferTask(BasicInferTask):
         request["cleanup"] = parse_bool(request.get("cleanup", True), "cleanup")
         request["keep_largest"] = parse_bool(request.get("keep_largest", False), "keep_largest")
         request["clear_bone"] = parse_bool(request.get("clear_bone", True), "clear_bone")
+        request["skip_faded_ends"] = parse_bool(request.get("skip_faded_ends", True), "skip_faded_ends")
         try:
             request["echo"] = int(request.get("echo", 0))
         except (TypeError, ValueError):

@@ -1,12 +1,12 @@
 """Limbs of a slice: found with a gel pad beside them, one limb alone, two limbs touching; their
-masks hold all the muscle."""
+masks hold all the muscle. A slab's faded ends hold none."""
 
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
 from lib.data.phantoms.phantom import generate_phantom
-from lib.inference.limbs import crop, find_limbs, paste
+from lib.inference.limbs import crop, faded_end_slices, find_limbs, paste
 from lib.transforms.geometry import MODEL_SPACING
 from lib.transforms.preprocess import volume_to_model_grid
 
@@ -94,3 +94,26 @@ def test_every_muscle_pixel_lies_inside_a_limb_mask():
             for limb in limbs:
                 inside |= limb.mask
             assert label[:, :, k].any() and not (label[:, :, k] > 0)[~inside].any()
+
+
+def slab(image: np.ndarray, gains: list[float]) -> np.ndarray:
+    """One slice repeated with a gain per slice, as a 3D slab's profile scales its signal."""
+    return np.stack([image[:, :, 0] * g for g in gains], axis=2)
+
+
+def test_only_a_slab_s_faded_ends_are_faded(legs):
+    image, _ = legs
+    gains = [0.2, 0.35, 0.9, 1.0, 1.0, 0.3, 1.0, 1.0, 1.0, 0.3]  # slice 5 is as dim, but inside the slab
+    assert faded_end_slices(slab(image, gains)) == [0, 1, 9]
+    assert faded_end_slices(slab(image, [1.0] * 4)) == []
+    assert faded_end_slices(slab(image, [1.0])) == []
+    empty_first = slab(image, [0.0, 1.0, 1.0])  # no foreground at all counts as faded
+    assert faded_end_slices(empty_first) == [0]
+    assert faded_end_slices(np.zeros((432, 432, 3), np.float32)) == []
+
+
+def test_no_phantom_slice_is_faded():
+    for region, seed in (("thigh", 20_003), ("leg", 20_004)):
+        ph = generate_phantom(region, seed, n_slices=8, spacing=(MODEL_SPACING, MODEL_SPACING, 5.0))
+        image, _ = volume_to_model_grid(ph.image, None, ph.affine)
+        assert faded_end_slices(image) == []

@@ -115,3 +115,32 @@ def test_no_muscle_label_is_left_on_the_femur_of_a_real_thigh(server, tmp_path):
     r = requests.post(f"{server.url}/infer/segmentation_thigh", params={"image": "real_thigh_dixon"},
                       data={"params": json.dumps({"clear_bone": "maybe"})}, timeout=60)
     assert r.status_code == 422 and "clear_bone" in r.json()["detail"]
+
+
+def test_a_slab_s_faded_end_slices_get_no_labels_unless_asked(server, tmp_path):
+    """A 3D slab's signal fades at both ends (``lib.inference.limbs.faded_end_slices``): those
+    slices are named in the answer and left unlabelled; ``skip_faded_ends: false`` labels them."""
+    phantom = generate_phantom("leg", 20_701, n_slices=10, spacing=(1.2, 1.2, 5.0), shape=(320, 320))
+    gains = np.array([0.1, 0.15] + [1] * 6 + [0.15, 0.1], np.float32)
+    path = tmp_path / "slab.nii.gz"
+    save_nifti(path, phantom.image * gains, phantom.affine)
+    labels, results = {}, {}
+    for skip in (True, False):
+        with open(path, "rb") as f:
+            r = requests.post(f"{server.url}/infer/segmentation_leg", files={"file": ("slab.nii.gz", f)},
+                              data={"params": json.dumps({"skip_faded_ends": skip})}, timeout=300)
+        assert r.status_code == 200, r.text
+        parts = multipart(r)
+        results[skip] = json.loads(parts["params"])
+        (tmp_path / f"{skip}.nii.gz").write_bytes(parts["image"])
+        labels[skip] = np.asarray(nib.load(tmp_path / f"{skip}.nii.gz").dataobj)
+    ends, middle = [0, 1, 8, 9], list(range(2, 8))
+    assert results[True]["faded_slices"] == ends and results[False]["faded_slices"] == []
+    assert not labels[True][:, :, ends].any()
+    assert all(labels[True][:, :, k].any() for k in middle)
+    assert np.array_equal(labels[True][:, :, middle], labels[False][:, :, middle])
+    assert labels[False][:, :, ends].any()
+    with open(path, "rb") as f:
+        r = requests.post(f"{server.url}/infer/segmentation_leg", files={"file": ("slab.nii.gz", f)},
+                          data={"params": json.dumps({"skip_faded_ends": "maybe"})}, timeout=60)
+    assert r.status_code == 422 and "skip_faded_ends" in r.json()["detail"]
