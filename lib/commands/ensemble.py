@@ -14,10 +14,9 @@ one of them. ``--unpack`` does the reverse: one folder per member, each a networ
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from lib.models.catalog import SEGMENTERS, record_file, weight_file
+from lib.models.catalog import SEGMENTERS, weight_file
 
 
 def add_arguments(parser) -> None:
@@ -30,49 +29,23 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from lib.errors import UserError
-    from lib.files import write_json_atomic
-    from lib.networks.checkpoint import save_ensemble
+    from lib.models.ensembles import join_folders, unpack_folder
 
     if bool(args.members) == bool(args.unpack):
         raise UserError("give --members FOLDERS (to join) or --unpack FOLDER (to split), one of them")
     if args.unpack:
-        return unpack(Path(args.unpack), Path(args.out), args.network)
+        try:
+            written = unpack_folder(Path(args.unpack), Path(args.out), args.network)
+        except UserError as error:
+            raise UserError(f"--unpack: {error}") from None
+        for index, member in enumerate(written, start=1):
+            print(f"{member}: member {index} of {weight_file(args.unpack, args.network)}")
+        return 0
     folders = [Path(f.strip()) for f in args.members.split(",") if f.strip()]
-    if len(folders) < 2:
-        raise UserError(f"--members: an ensemble needs two or more folders, got {len(folders)}")
-    paths = [weight_file(f, args.network) for f in folders]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise UserError(f"--members: no {args.network} weights at {', '.join(missing)}")
-    records = []
-    for folder in folders:
-        record = record_file(folder, args.network)
-        records.append(json.loads(record.read_text()) if record.is_file() else {"record": "none beside the weights"})
     command = f"python main.py ensemble --members {args.members} --out {args.out} --network {args.network}"
-    out = Path(args.out)
-    # Members' tensors are all in memory before the first write, so --out may be a member's folder.
-    checkpoint = save_ensemble(weight_file(out, args.network), paths, {"command": command})
-    write_json_atomic(record_file(out, args.network), {
-        "name": args.network, "network": "ensemble", "command": command,
-        "members": [{"folder": str(f), **r} for f, r in zip(folders, records)]})
-    print(f"{checkpoint}: {args.network}, softmax ensemble of {len(paths)} members")
-    return 0
-
-
-def unpack(folder: Path, out: Path, network: str) -> int:
-    """Write each member of ``folder``'s ensemble to ``out/member_N/`` with its own record."""
-    from lib.errors import UserError
-    from lib.files import write_json_atomic
-    from lib.networks.checkpoint import save_ensemble_members
-
-    path = weight_file(folder, network)
-    if not path.is_file():
-        raise UserError(f"--unpack: no {network} weights at {path}")
-    written = save_ensemble_members(path, lambda index: weight_file(out / f"member_{index + 1}", network))
-    record = record_file(folder, network)
-    records = json.loads(record.read_text()).get("members", []) if record.is_file() else []
-    for index, member in enumerate(written):
-        own = records[index] if index < len(records) else {"name": network}
-        write_json_atomic(record_file(member.parent, network), own)
-        print(f"{member}: member {index + 1} of {path}")
+    try:
+        join_folders(folders, Path(args.out), args.network, command)
+    except UserError as error:
+        raise UserError(f"--members: {error}") from None
+    print(f"{weight_file(args.out, args.network)}: {args.network}, softmax ensemble of {len(folders)} members")
     return 0

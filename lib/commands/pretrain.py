@@ -26,7 +26,7 @@ def add_arguments(parser):
 
 def run(args) -> int:
     from lib.networks.presets import get_preset
-    from lib.training.pretrain import PretrainPlan, parse_stages, pretrain, teacher_folders
+    from lib.training.pretrain import PretrainPlan, parse_members, parse_stages, pretrain, teacher_folders
     from lib.transforms.weights import CLASS_WEIGHT_MODES
 
     plan = PretrainPlan(**{f.name: getattr(args, f.name) for f in fields(PretrainPlan)})
@@ -43,9 +43,22 @@ def run(args) -> int:
             parse_stages(getattr(plan, name))
         except ValueError as error:
             raise UserError(f"--{name.replace('_', '-')}: {error}") from None
+    if plan.class_weights not in CLASS_WEIGHT_MODES:
+        raise UserError(f"--class-weights must be {' or '.join(CLASS_WEIGHT_MODES)}, got {plan.class_weights!r}")
+    defaults = PretrainPlan()
     for region in REGIONS:
         if segmenter_name(region) not in args.networks:
             continue
+        try:
+            members = parse_members(getattr(plan, f"{region}_members"))
+        except ValueError as error:
+            raise UserError(f"--{region}-members: {error}") from None
+        changed = [f"--{name.replace('_', '-')}" for name in ("class_weights", "seed")
+                   if getattr(plan, name) != getattr(defaults, name)]
+        if len(members) > 1 and changed:
+            raise UserError(f"{' and '.join(changed)} would not reach the {region} segmenter: it trains the members "
+                            f"of --{region}-members ({getattr(plan, f'{region}_members')}), each with its own class "
+                            f"weights and seed; give --{region}-members '' for one network, or set them there")
         stages = parse_stages(getattr(plan, f"{region}_stages"))
         self_training = parse_stages(getattr(plan, f"{region}_self_training"))
         if not stages and not plan.init_from:
@@ -60,8 +73,6 @@ def run(args) -> int:
     get_preset(plan.preset)  # unknown preset -> error before any work
     if plan.loss not in ("weighted_ce", "dice_ce"):
         raise UserError(f"--loss must be weighted_ce or dice_ce, got {plan.loss!r}")
-    if plan.class_weights not in CLASS_WEIGHT_MODES:
-        raise UserError(f"--class-weights must be {' or '.join(CLASS_WEIGHT_MODES)}, got {plan.class_weights!r}")
     if plan.init_from and not Path(plan.init_from).is_dir():
         raise UserError(f"--init-from folder not found: {plan.init_from}")
     if plan.init_from:

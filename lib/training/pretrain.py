@@ -16,6 +16,13 @@ weights so far with a *fresh* optimiser and its own, lower learning rate. One co
 same 36 epochs (cosine decay) stalled at 0.905 thigh validation Dice against 0.93 with
 restarts: AMSGrad's running maximum of squared gradients keeps the first epochs' large
 gradients and shrinks every later step; a restart forgets them.
+
+A segmenter may be an ensemble (``PretrainPlan.leg_members``): each member is trained as one
+network with its own class term and seed (all else from the plan) into ``<out>/.members/``, then
+the members are joined into ``<out>/<name>.pt`` (``lib.models.ensembles``) and their folder removed.
+The shipped leg segmenter is three: the class term of SPEC §5 with seed 0, and the uniform class
+term with seeds 0 and 2 (README, "Real MRI": their softmax average scores higher on the held-out
+real slice than any of them).
 """
 
 from __future__ import annotations
@@ -23,16 +30,19 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
 from lib.data.phantoms.phantom import SEVERITIES, generate_phantom
 from lib.data.real_volumes import REAL_VOLUMES, certain_slices
+from lib.files import write_json_atomic
 from lib.labels import REGIONS
 from lib.models.catalog import CLASSIFIER, NETWORKS, record_file, segmenter_name, weight_file
+from lib.models.ensembles import join_folders
 from lib.networks.checkpoint import build_from_checkpoint, save_checkpoint
 from lib.networks.logit_adjustment import attach
 from lib.networks.presets import build_classifier, build_segmenter
@@ -87,6 +97,10 @@ class PretrainPlan:
     loss: str = "weighted_ce"  # SPEC §5; "dice_ce" is the alternative
     # the weight map's class term: SPEC §5's capped inverse frequency, or "uniform" (border term only)
     class_weights: str = "inverse_frequency"
+    # a segmenter trained as a softmax ensemble: comma-separated CLASS_WEIGHTS@SEED, one per member
+    # (each overrides class_weights and seed); empty: one network with class_weights and seed
+    thigh_members: str = ""
+    leg_members: str = "inverse_frequency@0,uniform@0,uniform@2"
     init_from: str = ""  # folder of earlier weights to continue from (empty: from scratch)
 
 
@@ -128,6 +142,48 @@ def parse_stages(text: str) -> list[tuple[int, float]]:
         if stages[-1][0] < 1 or not 0 < stages[-1][1] < 1:
             raise ValueError(f"stage {part.strip()!r}: epochs must be >= 1 and 0 < lr < 1")
     return stages
+
+
+def parse_members(text: str) -> list[tuple[str, int]]:
+    """``"inverse_frequency@0,uniform@2"`` -> ``[("inverse_frequency", 0), ("uniform", 2)]``: each
+    member's class term and seed ("" -> none: one network)."""
+    from lib.transforms.weights import CLASS_WEIGHT_MODES
+
+    members = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        class_weights, _, seed = item.partition("@")
+        if class_weights not in CLASS_WEIGHT_MODES or not seed.strip().isdigit():
+            raise ValueError(f"member {item!r} is not CLASS_WEIGHTS@SEED with CLASS_WEIGHTS one of "
+                             f"{', '.join(CLASS_WEIGHT_MODES)} and SEED a whole number")
+        members.append((class_weights, int(seed)))
+    return members
+
+
+def train_region(region: str, plan: PretrainPlan, out: Path) -> dict:
+    """``region``'s segmenter: one network, or the ensemble of ``<region>_members`` (module doc)."""
+    members = parse_members(getattr(plan, f"{region}_members"))
+    one = {f"{region}_members": ""}
+    if len(members) <= 1:
+        own = dict(zip(("class_weights", "seed"), members[0])) if members else {}
+        return train_segmenter(region, replace(plan, **own, **one), out)
+    name = segmenter_name(region)
+    work = out / ".members" / name
+    folders, started = [], time.time()
+    for index, (class_weights, seed) in enumerate(members, start=1):
+        print(f"{name}: member {index} of {len(members)} (class weights {class_weights}, seed {seed})", flush=True)
+        folders.append(work / f"member_{index}")
+        train_segmenter(region, replace(plan, class_weights=class_weights, seed=seed, **one), folders[-1])
+    validate = SegmenterValidation(region, plan.val_subjects, plan.slices_per_subject)
+    record = join_folders(folders, out, name, "python main.py pretrain", plan=asdict(plan),
+                          seconds=round(time.time() - started, 1))
+    record["validation_score"] = round(validate(build_from_checkpoint(weight_file(out, name))), 4)
+    write_json_atomic(record_file(out, name), record)
+    shutil.rmtree(work)
+    if not any((out / ".members").iterdir()):
+        (out / ".members").rmdir()
+    return record
 
 
 def train_segmenter(region: str, plan: PretrainPlan, out: Path) -> dict:
@@ -273,7 +329,7 @@ def pretrain(plan: PretrainPlan, out: Path, networks=NETWORKS) -> dict:
     records, started = {}, time.time()
     for region in REGIONS:
         if segmenter_name(region) in networks:
-            records[segmenter_name(region)] = train_segmenter(region, plan, out)
+            records[segmenter_name(region)] = train_region(region, plan, out)
     if CLASSIFIER in networks:
         records[CLASSIFIER] = train_classifier(plan, out)
     print(f"pretrain finished in {time.time() - started:.0f} s", flush=True)

@@ -12,7 +12,8 @@ from lib.data.real_volumes import certain_slices
 from lib.models.catalog import weight_file
 from lib.networks.checkpoint import build_from_checkpoint
 from lib.paths import SHARED_DATA, SHIPPED_WEIGHTS
-from lib.training.pretrain import parse_stages
+from lib.networks.ensemble import SoftmaxEnsemble
+from lib.training.pretrain import parse_members, parse_stages
 from tests.conftest import ROOT
 
 
@@ -41,7 +42,8 @@ def test_bad_stage_is_a_one_line_error_and_writes_nothing(tmp_path):
 
 @pytest.mark.skipif(not (SHARED_DATA / ROIS_FILE).exists(), reason=f"pretrain needs the real slice at {SHARED_DATA}")
 def test_tiny_staged_run_records_every_stage(tmp_path):
-    proc = pretrain("--networks", "segmentation_leg", "--leg-stages", "1@0.002,1@0.001", "--steps-per-epoch", "2",
+    proc = pretrain("--networks", "segmentation_leg", "--leg-members", "", "--leg-stages", "1@0.002,1@0.001",
+                    "--steps-per-epoch", "2",
                     "--train-subjects", "1", "--val-subjects", "1", "--slices-per-subject", "2",
                     "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -58,7 +60,7 @@ def test_tiny_staged_run_records_every_stage(tmp_path):
 def test_uniform_class_weights_are_recorded_and_served_unadjusted(tmp_path):
     proc = pretrain("--networks", "segmentation_leg", "--leg-stages", "1@0.002", "--steps-per-epoch", "2",
                     "--train-subjects", "1", "--val-subjects", "1", "--slices-per-subject", "2",
-                    "--class-weights", "uniform", "--out", str(tmp_path))
+                    "--class-weights", "uniform", "--leg-members", "", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads((tmp_path / "segmentation_leg.json").read_text())
     assert record["class_weights"] == [1.0] * 7 and record["plan"]["class_weights"] == "uniform"
@@ -75,7 +77,7 @@ def test_self_training_continues_a_network_on_its_teachers_labels_of_the_real_le
                               timeout=ERROR_TIMEOUT)
     assert unpacked.returncode == 0, unpacked.stderr
     member = tmp_path / "members" / "member_1"
-    proc = pretrain("--networks", "segmentation_leg", "--init-from", str(member), "--leg-stages", "",
+    proc = pretrain("--networks", "segmentation_leg", "--leg-members", "", "--init-from", str(member), "--leg-stages", "",
                     "--leg-self-training", "1@0.0005", "--self-training-teachers", f"{SHIPPED_WEIGHTS},{SHIPPED_WEIGHTS}",
                     "--steps-per-epoch", "2", "--train-subjects", "1", "--val-subjects", "1",
                     "--slices-per-subject", "2", "--out", str(tmp_path))
@@ -105,6 +107,45 @@ def test_self_training_continues_a_network_on_its_teachers_labels_of_the_real_le
      "--self-training-teachers: no /nonexistent/seed1/segmentation_leg.pt"),
 ])
 def test_bad_self_training_settings_are_one_line_errors(tmp_path, args, message):
+    proc = pretrain("--networks", "segmentation_leg", *args, "--out", str(tmp_path / "w"), timeout=ERROR_TIMEOUT)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-500:]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
+
+
+def test_members_parse_and_bad_ones_are_named():
+    assert parse_members("inverse_frequency@0, uniform@2") == [("inverse_frequency", 0), ("uniform", 2)]
+    assert parse_members("") == []
+    for bad in ("uniform", "sqrt@1", "uniform@x", "uniform@-1"):
+        with pytest.raises(ValueError, match="CLASS_WEIGHTS@SEED"):
+            parse_members(bad)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / ROIS_FILE).exists(), reason=f"pretrain needs the real slice at {SHARED_DATA}")
+def test_leg_members_are_trained_and_joined_into_one_ensemble(tmp_path):
+    """The shipped leg segmenter's recipe in miniature: members with their own class term and seed."""
+    proc = pretrain("--networks", "segmentation_leg", "--leg-members", "inverse_frequency@0,uniform@1",
+                    "--leg-stages", "1@0.002", "--steps-per-epoch", "2", "--train-subjects", "1", "--val-subjects", "1",
+                    "--slices-per-subject", "2", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    model, meta = build_from_checkpoint(tmp_path / "segmentation_leg.pt", return_meta=True)
+    assert isinstance(model, SoftmaxEnsemble) and len(model.members) == 2
+    uniform = [1.0] * 7
+    assert meta["member_class_weights"][0] != uniform and meta["member_class_weights"][1] == uniform
+    record = json.loads((tmp_path / "segmentation_leg.json").read_text())
+    assert record["network"] == "ensemble" and record["command"] == "python main.py pretrain"
+    assert [(m["plan"]["class_weights"], m["plan"]["seed"]) for m in record["members"]] == [
+        ("inverse_frequency", 0), ("uniform", 1)]
+    assert 0 <= record["validation_score"] <= 1 and record["seconds"] > 0
+    assert record["plan"]["leg_members"] == "inverse_frequency@0,uniform@1"
+    assert not (tmp_path / ".members").exists()  # the members live on inside the ensemble only
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--leg-members", "uniform@x"], "--leg-members: member 'uniform@x' is not CLASS_WEIGHTS@SEED"),
+    (["--seed", "3"], "--seed would not reach the leg segmenter"),
+    (["--class-weights", "uniform"], "--class-weights would not reach the leg segmenter"),
+])
+def test_bad_member_settings_are_one_line_errors(tmp_path, args, message):
     proc = pretrain("--networks", "segmentation_leg", *args, "--out", str(tmp_path / "w"), timeout=ERROR_TIMEOUT)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-500:]
     assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
