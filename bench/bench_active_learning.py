@@ -69,7 +69,7 @@ from lib.models.catalog import segmenter_name, weight_file  # noqa: E402
 from lib.models.registry import ModelRegistry  # noqa: E402
 from lib.paths import SHIPPED_WEIGHTS  # noqa: E402
 from lib.training.incremental import RoundSettings, run_round  # noqa: E402
-from lib.training.pretrain import PHANTOM_SPACING, SEED_BASE, PretrainPlan, phantom_slices, train_segmenter  # noqa: E402
+from lib.training.pretrain import PHANTOM_SPACING, SEED_BASE, PretrainPlan, train_segmenter  # noqa: E402
 from lib.training.slices import SliceSet  # noqa: E402
 from lib.training.validation import segmenter_mean_dice  # noqa: E402
 from lib.transforms.preprocess import volume_to_model_grid  # noqa: E402
@@ -110,11 +110,10 @@ def thigh_subjects(seeds, severity: str | None, slices: int, prefix: str, style:
 
 
 def weak_model(out: Path, subjects: int, epochs: int) -> Path:
-    """A thigh segmenter trained from scratch on ``subjects`` phantoms (train seeds 0...)."""
+    """A thigh segmenter trained from scratch, as ``pretrain`` trains one (its sources: ``subjects``
+    phantoms from train seed 0 and the real thigh shapes), for ``epochs`` epochs of 50 steps."""
     plan = PretrainPlan(train_subjects=subjects, val_subjects=2, thigh_stages=f"{epochs}@0.002", steps_per_epoch=50)
-    train = phantom_slices("thigh", "train", subjects, plan.slices_per_subject)[0]
-    val = phantom_slices("thigh", "val", 2, plan.slices_per_subject)[0]
-    train_segmenter("thigh", plan, train, val, out)
+    train_segmenter("thigh", plan, out)
     return weight_file(out, THIGH_SEGMENTER)
 
 

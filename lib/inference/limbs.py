@@ -19,15 +19,15 @@ only let labels spill past the skin (1,214 labelled pixels of the 3D calf slab, 
 real thighs, before clean-up).
 
 Faded slab ends: a 3D acquisition's signal falls off at both ends of its slab (the slab profile),
-where anatomy shows dimly through noise and quantitative values are biased. Slices at either end of a volume whose signal (the 90th
-percentile of its foreground) is under ``FADED_FRACTION`` of the volume's median slice are
-``faded_end_slices``: the inference does not segment them (the classifier still sees them, since
-their anatomy is dim, not absent). Only runs that reach the
-volume's first or last slice count, so no slice inside a volume is ever dropped. The fraction lies
-between the MuscleMap 3D Dixon calf slab's ends (foot slices 0-4 at 0.30-0.40, 13,008 labelled px
-before; its dim knee slices 88-91 at 0.24-0.39 go too) and the lowest end slice of the other 3D
-scans, which show clear anatomy (`qmritools_leg` slice 0: 0.53); the 2D scans and every phantom
-stay at 0.74 or above.
+where anatomy shows dimly through noise and quantitative values are biased. Slices at either end of
+a volume whose signal (the 90th percentile of its foreground) is under ``FADED_FRACTION`` of the
+volume's median slice are ``faded_end_slices``: the inference does not segment them (the classifier
+still sees them, since their anatomy is dim, not absent). Only runs that reach the volume's first
+or last slice count, so no slice inside a volume is ever dropped. The fraction lies between the
+MuscleMap 3D Dixon calf slab's ends (foot slices 0-4 at 0.30-0.40, 13,008 labelled px before; its
+dim knee slices 88-91 at 0.24-0.39 go too) and the lowest end slice of the other 3D scans, which
+show clear anatomy (`qmritools_leg` slice 0: 0.53); the 2D scans and every phantom stay at 0.74 or
+above.
 
 Speed: the masks are found on a 2 x 2-averaged copy (2.07 mm pixels), every slice at once with
 in-plane structuring elements: 0.27 s instead of 0.62 s for 31 slices of 432 x 432 here, the

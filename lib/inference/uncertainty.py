@@ -8,8 +8,9 @@ augmentation: the networks were trained with that very dropout, so its samples s
 training distribution, and one batched pass per sample costs no resampling.
 
 A slice with almost no tissue (outside the limb or the field of view), or one of a slab's faded
-ends (``lib.inference.limbs.faded_end_slices``), is marked empty and is never worth annotating. Slice indices are those of the stored array's head-foot axis, the
-index a viewer shows, whatever the file's orientation.
+ends (``lib.inference.limbs.faded_end_slices``), is marked empty and is never worth annotating.
+Slice indices are those of the stored array's head-foot axis, the index a viewer shows, whatever
+the file's orientation.
 """
 
 from __future__ import annotations

@@ -57,5 +57,6 @@ def unpack_folder(folder: Path, out: Path, network: str) -> list[Path]:
     record = record_file(folder, network)
     records = json.loads(record.read_text()).get("members", []) if record.is_file() else []
     for index, member in enumerate(written):
-        write_json_atomic(record_file(member.parent, network), records[index] if index < len(records) else {"name": network})
+        own = records[index] if index < len(records) else {"name": network}
+        write_json_atomic(record_file(member.parent, network), own)
     return written

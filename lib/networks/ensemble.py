@@ -29,15 +29,17 @@ class SoftmaxEnsemble(nn.Module):
     """``ResidualVNet2D`` members of one region; NCHW in, NCHW log mean softmax out.
 
     Args:
-        members: each member's constructor arguments (``ResidualVNet2D.config``); at least two,
-            all with the same input channels and classes.
+        members: each member's constructor arguments (``ResidualVNet2D.config``), or networks
+            already built (segmenters or ensembles, e.g. the teachers of
+            ``lib.training.self_training``); at least two, all with the same input channels and
+            classes. Built members are used as they are, not copied.
     """
 
-    def __init__(self, members: Sequence[dict]):
+    def __init__(self, members: Sequence[dict | nn.Module]):
         super().__init__()
         if len(members) < 2:
             raise ValueError(f"an ensemble needs at least two members, got {len(members)}")
-        self.members = nn.ModuleList(ResidualVNet2D(**dict(config)) for config in members)
+        self.members = nn.ModuleList(m if isinstance(m, nn.Module) else ResidualVNet2D(**dict(m)) for m in members)
         first = self.members[0]
         if any((m.in_channels, m.num_classes) != (first.in_channels, first.num_classes) for m in self.members):
             raise ValueError("ensemble members must have the same input channels and classes: "

@@ -4,15 +4,16 @@ of real images.
 The segmenters learn muscle from label maps rendered with random contrast (``lib.training.sources``),
 whose anatomy and texture only imitate real scans. The unlabelled real volumes of the shared data
 (``lib.data.real_volumes``) show both. After its stages, a segmenter labels the certain slices of
-its region in those volumes as inference serves them (limbs found, one crop per limb, bone
-cleared), and further stages train it on those pseudo-labels in the real images, mixed with the
-rendered sources. The teacher may instead be the softmax average of several segmenters (other
-seeds), which scores above each of them on the held-out real slice. The real images are deformed,
-gamma-jittered and mirrored as every crop is, so the student sees harder inputs than the teacher
-did, as in Noisy Student (Xie et al., CVPR 2020); the rendered sources keep the phantoms' anatomy.
-The pseudo-labels never enter validation: model selection stays on phantom validation subjects,
-and the held-out real slice is never among them. README ("Self-training on the real volumes"):
-no gain beyond the spread between runs yet, so ``pretrain`` leaves it off by default.
+its region in those volumes as inference serves them (limbs found, one crop per limb, bone cleared),
+and further stages train it on those pseudo-labels in the real images, mixed with the rendered
+sources. The teacher may instead be the softmax average of several segmenters (other seeds, joined
+as a ``lib.networks.ensemble``), which scores above each of them on the held-out real slice. The
+real images are deformed, gamma-jittered and mirrored as every crop is, so the student sees harder
+inputs than the teacher did, as in Noisy Student (Xie et al., CVPR 2020); the rendered sources keep
+the phantoms' anatomy. The pseudo-labels never enter validation: model selection stays on phantom
+validation subjects, and the held-out real slice is never among them. README ("Self-training on the
+real volumes"): no gain beyond the spread between runs yet, so ``pretrain`` leaves it off by
+default.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import torch
 from torch import nn
 
 from lib.data.phantoms.layout import MUSCLE
@@ -32,27 +32,13 @@ from lib.inference.batching import segment_limbs
 from lib.inference.bone import clear_bone
 from lib.inference.limbs import find_limbs
 from lib.labels import channels_to_global
-from lib.networks.fast import predict_logits, prepare_for_inference
+from lib.networks.ensemble import SoftmaxEnsemble
+from lib.networks.fast import prepare_for_inference
 from lib.transforms.preprocess import volume_to_model_grid
 from lib.transforms.weights import IGNORE_VALUE
 
 logger = logging.getLogger(__name__)
 MIN_AGREEMENT = 0.8  # of six teachers, five must agree; the border pixels they dispute are skipped
-
-
-class SoftmaxAverage(nn.Module):
-    """Several segmenters of one region as one teacher: the log of their averaged softmax.
-
-    members: networks from ``prepare_for_inference``, each served as inference serves it (its
-    precision, its logit adjustment added)."""
-
-    def __init__(self, members: list[nn.Module]):
-        super().__init__()
-        self.members = nn.ModuleList(members)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = torch.stack([torch.softmax(predict_logits(m, x), 1) for m in self.members]).mean(0)
-        return torch.log(mean.clamp_min(1e-8))
 
 
 def pseudo_labelled_slices(teachers: list[nn.Module], region: str, volumes: dict[Path, list[int]],
@@ -67,7 +53,8 @@ def pseudo_labelled_slices(teachers: list[nn.Module], region: str, volumes: dict
     min_agreement: with several teachers, a pixel on whose label fewer than this share of them
     agree is unknown (255), so the loss skips it rather than learn the teachers' doubt."""
     members = [prepare_for_inference(t, next(t.parameters()).device) for t in teachers]
-    average = members[0] if len(members) == 1 else SoftmaxAverage(members)
+    average = members[0] if len(members) == 1 else SoftmaxEnsemble(members)
+    average.inference_precision = members[0].inference_precision  # members run in the precision they were prepared for
     images, labels, names = [], [], []
     for path, slices in volumes.items():
         if not z_points_to_head(path):

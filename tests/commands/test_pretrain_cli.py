@@ -77,8 +77,9 @@ def test_self_training_continues_a_network_on_its_teachers_labels_of_the_real_le
                               timeout=ERROR_TIMEOUT)
     assert unpacked.returncode == 0, unpacked.stderr
     member = tmp_path / "members" / "member_1"
-    proc = pretrain("--networks", "segmentation_leg", "--leg-members", "", "--init-from", str(member), "--leg-stages", "",
-                    "--leg-self-training", "1@0.0005", "--self-training-teachers", f"{SHIPPED_WEIGHTS},{SHIPPED_WEIGHTS}",
+    proc = pretrain("--networks", "segmentation_leg", "--leg-members", "", "--init-from", str(member),
+                    "--leg-stages", "", "--leg-self-training", "1@0.0005",
+                    "--self-training-teachers", f"{SHIPPED_WEIGHTS},{SHIPPED_WEIGHTS}",
                     "--steps-per-epoch", "2", "--train-subjects", "1", "--val-subjects", "1",
                     "--slices-per-subject", "2", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]

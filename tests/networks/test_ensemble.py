@@ -49,6 +49,18 @@ def test_the_ensemble_serves_the_mean_of_its_members_adjusted_probabilities(memb
     assert torch.allclose(torch.softmax(predict_logits(fast, x), 1), served, atol=1e-5)
 
 
+def test_built_networks_and_ensembles_join_as_they_are(members, tmp_path):
+    """Self-training's teachers: prepared networks, one of them an ensemble, averaged as one."""
+    ensemble = build_from_checkpoint(save_ensemble(tmp_path / "e.pt", members))
+    teachers = [prepare_for_inference(build_from_checkpoint(members[0]), precision="fp32"),
+                prepare_for_inference(ensemble, precision="fp32")]
+    joined = SoftmaxEnsemble(teachers)
+    assert joined.members[0] is teachers[0]  # used, not copied
+    x = torch.rand(2, 1, 96, 96)
+    expected = torch.stack([torch.softmax(predict_logits(t, x), 1) for t in teachers]).mean(0)
+    assert torch.allclose(torch.softmax(predict_logits(joined, x), 1), expected, atol=1e-5)
+
+
 def test_the_ensemble_output_is_a_log_probability_with_and_without_gradients(members, tmp_path):
     """Inference sums softmaxes (fast), training takes a logsumexp (exact gradients): same values."""
     ensemble = build_from_checkpoint(save_ensemble(tmp_path / "e.pt", members))
