@@ -116,7 +116,8 @@ def classifier_scores(answer: dict, expected: list) -> dict:
             "leg_routed_thigh": [k for k in certain if expected[k] == "leg" and routed[k] == "thigh"],
             "thigh_routed_leg": [k for k in certain if expected[k] == "thigh" and routed[k] == "leg"],
             "change_at_slice": answer["change_at_slice"], "disagreeing_slices": answer["disagreeing_slices"],
-            "empty_slices": answer["empty_slices"], "not_scored": {r: dict(c) for r, c in not_scored.items()},
+            "empty_slices": answer["empty_slices"], "faded_slices": answer.get("faded_slices", []),
+            "not_scored": {r: dict(c) for r, c in not_scored.items()},
             "routed": [routed[k] for k in range(len(expected))]}
 
 

@@ -120,8 +120,9 @@ def _notes(md_path: Path, weights: str, volumes) -> list[str]:
 
 def _classifier_table(volumes: dict) -> list[str]:
     out = [_row(["volume", "certain slices", "routed accuracy", "classifier alone", "leg → thigh", "thigh → leg",
-                 "change at slice", "disagreeing slices", "no limb found", "not scored: routed as"]),
-           _row(["---"] + ["---:"] * 6 + ["---"] * 3)]
+                 "change at slice", "disagreeing slices", "no limb found", "faded ends (not segmented)",
+                 "not scored: routed as"]),
+           _row(["---"] + ["---:"] * 6 + ["---"] * 4)]
     for name, v in volumes.items():
         c = v["classifier"]
         rest = "; ".join(f"{r}: " + ", ".join(f"{k} {n}" for k, n in routed.items())
@@ -129,7 +130,8 @@ def _classifier_table(volumes: dict) -> list[str]:
         out.append(_row([f"`{name}`", c["certain_slices"], f"{c['accuracy']:.3f}", f"{c['classifier_accuracy']:.3f}",
                          len(c["leg_routed_thigh"]), len(c["thigh_routed_leg"]),
                          "-" if c["change_at_slice"] is None else c["change_at_slice"],
-                         _ranges(c["disagreeing_slices"]), _ranges(c["empty_slices"]), rest or "-"]))
+                         _ranges(c["disagreeing_slices"]), _ranges(c["empty_slices"]),
+                         _ranges(c.get("faded_slices", [])), rest or "-"]))
     return out
 
 
@@ -198,7 +200,9 @@ def markdown(res: dict, md_path: Path) -> str:
            "## 1. Classifier regions against `bench/real_regions.csv`", "",
            "Thigh and leg slices are scored; knee, ankle and none slices are only reported. *Routed*: the region "
            "the server gives the slice after the volume's one split; *classifier alone*: the classifier's own call "
-           "on the slice (different on the disagreeing slices).", "", *_classifier_table(volumes), "",
+           "on the slice (different on the disagreeing slices); *faded ends*: a 3D slab's end slices that the "
+           "server leaves unlabelled (`skip_faded_ends`), still routed with the volume.", "",
+           *_classifier_table(volumes), "",
            f"Lowest routed accuracy over the volumes: **{overall['min_accuracy']:.3f}** (target ≥ 0.99: {met}); "
            f"certain leg slices routed thigh: **{overall['leg_routed_thigh']}** (target 0); thigh slices routed "
            f"leg: {overall['thigh_routed_leg']}.", "",
