@@ -44,7 +44,7 @@ OPTIONS = {
     "cleanup": True,  # SPEC §2 area opening/closing of the predicted labels
     "keep_largest": False,  # per slice, each muscle keeps its largest region per limb, holes filled
     "clear_bone": True,  # muscle labels inside a bone (marrow in a signal-void cortex) become background
-    "skip_faded_ends": True,  # a slab's faded end slices hold no limb (lib.inference.limbs.faded_end_slices)
+    "skip_faded_ends": True,  # a slab's faded end slices get no labels (lib.inference.limbs.faded_end_slices)
 }
 
 
