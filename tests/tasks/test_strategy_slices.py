@@ -23,7 +23,7 @@ from lib.tasks.strategy_slices import UncertainSlices, parse_params
 from tests.conftest import Server
 
 THIGH = "thigh_al"
-EMPTY_SLICES = {0, 9}  # outside the field of view: no tissue at all
+EMPTY_SLICES = {0, 15}  # outside the field of view: no tissue at all
 NETWORKS = ("classifier", "segmentation_thigh", "segmentation_leg")
 
 
@@ -32,7 +32,7 @@ def al_server(tmp_path_factory):
     base = tmp_path_factory.mktemp("al")
     studies = base / "studies"
     studies.mkdir()
-    thigh = generate_phantom("thigh", 20_021, n_slices=10, severity="mild", spacing=(1.037037, 1.037037, 5.0))
+    thigh = generate_phantom("thigh", 20_021, n_slices=16, severity="mild", spacing=(1.037037, 1.037037, 5.0))
     image = thigh.image.copy()
     image[:, :, sorted(EMPTY_SLICES)] = 0
     save_nifti(studies / f"{THIGH}.nii.gz", image, thigh.affine)
