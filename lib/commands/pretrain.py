@@ -26,7 +26,8 @@ def add_arguments(parser):
 
 def run(args) -> int:
     from lib.networks.presets import get_preset
-    from lib.training.pretrain import PretrainPlan, parse_members, parse_stages, pretrain, teacher_folders
+    from lib.training.pretrain import (PretrainPlan, parse_members, parse_scale_range, parse_stages, pretrain,
+                                       teacher_folders)
     from lib.transforms.weights import CLASS_WEIGHT_MODES
 
     plan = PretrainPlan(**{f.name: getattr(args, f.name) for f in fields(PretrainPlan)})
@@ -38,6 +39,10 @@ def run(args) -> int:
         raise UserError(f"--classifier-lr must be between 0 and 1, got {plan.classifier_lr}")
     if plan.classifier_average_from > plan.classifier_epochs:
         raise UserError("--classifier-average-from must not exceed --classifier-epochs")
+    try:
+        parse_scale_range(plan.classifier_scale)
+    except ValueError as error:
+        raise UserError(f"--classifier-scale: {error}") from None
     for name in ("thigh_stages", "leg_stages", "thigh_self_training", "leg_self_training"):
         try:
             parse_stages(getattr(plan, name))

@@ -92,6 +92,10 @@ class PretrainPlan:
     classifier_val_subjects: int = 6
     classifier_average_from: int = 6  # weights of this epoch and later are averaged (SWA)
     classifier_lr: float = 1e-3
+    # magnification range of the classifier's crops (low,high); wider than the segmenters' 0.85-1.2
+    # so that a slim thigh or a large calf is not routed by its size (README: on the real volumes
+    # with their pixels declared 0.8-1.25 times their size)
+    classifier_scale: str = "0.7,1.45"
     seed: int = 0
     device: str = "cpu"
     loss: str = "weighted_ce"  # SPEC §5; "dice_ce" is the alternative
@@ -125,6 +129,17 @@ def phantom_slices(region: str, split: str, subjects: int, n_slices: int) -> tup
         data = data + SliceSet.from_volume(image, label, f"phantom_{region}_{seed}")
         volumes.append((image, region))
     return data, volumes
+
+
+def parse_scale_range(text: str) -> tuple[float, float]:
+    """``"LOW,HIGH"`` -> ``(low, high)`` with ``0 < low <= high``."""
+    try:
+        low, high = (float(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(f"expected LOW,HIGH (e.g. 0.7,1.45), got {text!r}") from None
+    if not 0 < low <= high:
+        raise ValueError(f"expected 0 < LOW <= HIGH, got {text!r}")
+    return low, high
 
 
 def parse_stages(text: str) -> list[tuple[int, float]]:
@@ -285,10 +300,11 @@ def train_classifier(plan: PretrainPlan, out: Path) -> dict:
         if s["epoch"] >= plan.classifier_average_from:
             average.update(model)
 
-    history = fit(model, classifier_batches(sources, classes, shares, 32, plan.seed), torch.nn.CrossEntropyLoss(),
-                  validate, settings, on_epoch=on_epoch, keep="last")
+    scale_range = parse_scale_range(plan.classifier_scale)
+    history = fit(model, classifier_batches(sources, classes, shares, 32, plan.seed, scale_range),
+                  torch.nn.CrossEntropyLoss(), validate, settings, on_epoch=on_epoch, keep="last")
     average.copy_to(model)
-    calibration = classifier_batches(sources, classes, shares, 32, plan.seed + 1)
+    calibration = classifier_batches(sources, classes, shares, 32, plan.seed + 1, scale_range)
     recalibrate_batch_norm(model, (next(calibration)[0] for _ in range(16)))
     score = validate(model)
     print(f"  classifier: average of epochs {plan.classifier_average_from}-{len(history.train_loss)}, "

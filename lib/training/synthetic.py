@@ -3,7 +3,8 @@ contrast randomised (``lib.data.phantoms.synthetic``).
 
 Each sample picks a source slice (``LabelSlices``, by source weight), one of its limbs, and a crop
 around it as inference makes one (``lib.inference.limbs``), then deforms the maps (rotation
-±20°, scale 0.85-1.2 with a little anisotropy, a large smooth warp and a fine one), sometimes
+±20°, scale 0.85-1.2 with a little anisotropy, a large smooth warp and a fine one; the
+classifier's crops take a wider scale range, see ``classifier_batches``), sometimes
 adds objects that are not limbs (gel pads, bottles, coil bars: tissue OBJECT, label 0) and
 sometimes lets the field of view's edge cut the limb, and only then draws the appearance. The
 maps are deformed with nearest lookups before rendering, so labels are copied, never invented,
@@ -30,6 +31,7 @@ from lib.transforms.weights import IGNORE_VALUE, border_weight_map, inverse_freq
 MAX_CLASS_WEIGHT = 20.0  # cap of the inverse-frequency weight of a rare muscle
 OBJECTS_P = 0.3  # share of samples with objects beside the limb
 CUT_P = 0.1  # share of samples whose field of view cuts the limb
+SCALE_RANGE = (0.85, 1.2)  # magnification of the maps, segmenter crops (and the classifier's by default)
 
 
 def to_channels(label: np.ndarray, region: str) -> np.ndarray:
@@ -73,12 +75,14 @@ def limb_centres(tissue: np.ndarray) -> list[list[tuple[float, float]]]:
     return out
 
 
-def deform_coords(rng: np.random.Generator, size: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
-    """Source (row, col) of every pixel of a ``size`` crop taken from a window padded by ``pad``."""
+def deform_coords(rng: np.random.Generator, size: int, pad: int,
+                  scale_range: tuple[float, float] = SCALE_RANGE) -> tuple[np.ndarray, np.ndarray]:
+    """Source (row, col) of every pixel of a ``size`` crop taken from a window padded by ``pad``;
+    the maps are magnified by a factor drawn from ``scale_range`` (above 1: the limb looks larger)."""
     c = size / 2 - 0.5
     rows, cols = np.mgrid[:size, :size].astype(np.float32) - c
     angle = np.deg2rad(rng.uniform(-20, 20))
-    scale = rng.uniform(0.85, 1.2) * np.exp(rng.normal(0, 0.06, 2))
+    scale = rng.uniform(*scale_range) * np.exp(rng.normal(0, 0.06, 2))
     r = (np.cos(angle) * rows - np.sin(angle) * cols) / scale[0]
     q = (np.sin(angle) * rows + np.cos(angle) * cols) / scale[1]
     for amplitude, sigma in ((rng.uniform(0, 10), rng.uniform(20, 40)), (rng.uniform(0, 2.5), rng.uniform(5, 10))):
@@ -108,14 +112,14 @@ def add_objects(tissue: np.ndarray, label: np.ndarray, rng: np.random.Generator,
 
 
 def draw_maps(source: LabelSlices, index: int, centre: tuple[float, float], size: int, rng: np.random.Generator,
-              jitter: float = 8.0, own_image: bool = False):
+              jitter: float = 8.0, own_image: bool = False, scale_range: tuple[float, float] = SCALE_RANGE):
     """Deformed (tissue, label) crop of ``size`` around ``centre`` (+ jitter), objects and cuts drawn;
     with ``own_image``, the source's own image deformed alike (bilinear) comes third, and no
     objects or cuts are drawn (they would have no signal in it)."""
     pad = size // 4
     row0 = int(round(centre[0] + rng.normal(0, jitter) - size / 2)) - pad
     col0 = int(round(centre[1] + rng.normal(0, jitter) - size / 2)) - pad
-    rows, cols = deform_coords(rng, size, pad)
+    rows, cols = deform_coords(rng, size, pad, scale_range)
     ri = np.clip(np.rint(rows), 0, size + 2 * pad - 1).astype(np.intp)
     ci = np.clip(np.rint(cols), 0, size + 2 * pad - 1).astype(np.intp)
     tissue = crop(source.tissue[index], row0, col0, size + 2 * pad)[ri, ci]
@@ -189,16 +193,22 @@ def segmentation_batches(sources: list[LabelSlices], weights, region: str, batch
                torch.from_numpy(np.stack(weights_)[:, None]))
 
 
-def classifier_batches(sources: list[LabelSlices], classes, weights, batch_size: int = 32,
-                       seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def classifier_batches(sources: list[LabelSlices], classes, weights, batch_size: int = 32, seed: int = 0,
+                       scale_range: tuple[float, float] = SCALE_RANGE) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless ``(inputs (B, 1, 128, 128), classes (B,))``: rendered crops of ``CLASSIFIER_CROP`` px
-    around one limb, downsized as inference does (``lib.inference.batching.classify_limbs``)."""
+    around one limb, downsized as inference does (``lib.inference.batching.classify_limbs``).
+
+    scale_range: the maps' magnification range. The crop has a fixed size in millimetres, so a
+    limb's absolute size shows, and thighs are larger than calves: the wider the range, the less
+    the classifier can lean on size rather than anatomy (``PretrainPlan.classifier_scale``).
+    """
     drawer = SampleDrawer(sources, weights, seed)
     while True:
         crops, targets = [], []
         for _ in range(batch_size):
             k, i, centre = drawer.draw()
-            tissue, label = draw_maps(sources[k], i, centre, CLASSIFIER_CROP, drawer.rng, jitter=10.0)
+            tissue, label = draw_maps(sources[k], i, centre, CLASSIFIER_CROP, drawer.rng, jitter=10.0,
+                                      scale_range=scale_range)
             image = render(tissue, label, drawer.rng)
             crops.append(image[::-1] if drawer.rng.uniform() < 0.5 else image)
             targets.append(classes[k])

@@ -177,11 +177,14 @@ def test_tiny_classifier_run_records_its_weight_average(tmp_path):
     # 1 validation phantom per region, 2 slices each, every slice's limbs classified
     assert 0 <= record["validation_score"] <= 1 and record["val_slices"] == 4
     assert record["input"] == "limb"  # the pipeline crops limbs for this classifier
+    assert record["plan"]["classifier_scale"] == "0.7,1.45"  # the crops' magnification range is recorded
 
 
 @pytest.mark.parametrize("args,message", [
     (("--classifier-epochs", "3", "--classifier-average-from", "4"), "--classifier-average-from must not exceed"),
     (("--classifier-lr", "0"), "--classifier-lr must be between 0 and 1"),
+    (("--classifier-scale", "1.4,0.7"), "--classifier-scale: expected 0 < LOW <= HIGH"),
+    (("--classifier-scale", "wide"), "--classifier-scale: expected LOW,HIGH"),
 ])
 def test_bad_classifier_settings_are_one_line_errors(tmp_path, args, message):
     proc = pretrain(*args, "--out", str(tmp_path / "w"), timeout=ERROR_TIMEOUT)

@@ -107,6 +107,19 @@ def test_classifier_batches_are_reproducible_finite_and_carry_each_sources_class
     assert torch.equal(x, x2) and torch.equal(y, y2)
 
 
+def test_the_scale_range_sets_how_large_a_limb_is_drawn(sources):
+    """The classifier's crops take a wider scale range than the segmenters' (PretrainPlan)."""
+    thigh = sources["thigh"]
+    centre = limb_centres(thigh.tissue)[0][0]
+    area = {s: np.mean([(draw_maps(thigh, 0, centre, CROP, np.random.default_rng(k), scale_range=(s, s))[1] > 0).sum()
+                        for k in range(4)]) for s in (0.6, 1.0)}
+    assert 0.25 < area[0.6] / area[1.0] < 0.5  # 0.36 = 0.6 ** 2, give or take the warp and the crop edge
+    both = [sources["thigh"], sources["leg"]]
+    small = next(classifier_batches(both, [0, 1], [0.5, 0.5], batch_size=4, seed=2, scale_range=(0.6, 0.6)))
+    large = next(classifier_batches(both, [0, 1], [0.5, 0.5], batch_size=4, seed=2, scale_range=(1.4, 1.4)))
+    assert torch.equal(small[1], large[1]) and not torch.equal(small[0], large[0])
+
+
 def test_a_source_drawn_only_in_its_own_images_is_never_rendered(sources):
     leg = sources["leg"]
     flat = np.full(leg.tissue.shape, 0.5, np.float32)  # a rendered crop would vary with the tissue
