@@ -94,7 +94,7 @@ class PretrainPlan:
     classifier_lr: float = 1e-3
     # magnification range of the classifier's crops (low,high); wider than the segmenters' 0.85-1.2
     # so that a slim thigh or a large calf is not routed by its size (README: on the real volumes
-    # with their pixels declared 0.8-1.25 times their size)
+    # with their pixels declared 0.7-1.25 times their size)
     classifier_scale: str = "0.7,1.45"
     seed: int = 0
     device: str = "cpu"
