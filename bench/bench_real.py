@@ -200,6 +200,20 @@ def weights_used(folder: Path) -> str:
     return weights_version(files)
 
 
+def leg_segmenter_kind(folder: Path) -> str:
+    """What the leave-one-out leg weights are, from their record: an ensemble (how many members)
+    or one network (its class term and seed), so that a row from one member is not read as the
+    shipped ensemble's."""
+    record = record_file(folder, "segmentation_leg")
+    meta = json.loads(record.read_text()) if record.is_file() else {}
+    if "members" in meta:
+        return f"an ensemble of {len(meta['members'])} members"
+    plan = meta.get("plan", {})
+    if not plan:
+        return "not recorded"
+    return f"one network (class term {plan.get('class_weights')}, seed {plan.get('seed')})"
+
+
 def loo_round(args, real, tmp: Path) -> dict:
     """The leg segmenter that never saw the slice: its Dice, one round on the slice's label, again."""
     folder = model_folder(tmp, args.model_dir, args.loo_weights)
@@ -208,6 +222,7 @@ def loo_round(args, real, tmp: Path) -> dict:
     save_nifti(studies / f"{STUDY_ID}.nii.gz", real.image, real.affine)
     params = {k: v for k, v in (("epochs", args.epochs), ("steps_per_epoch", args.steps)) if v}
     weights = weights_used(folder)  # before the round publishes into the folder
+    kind = leg_segmenter_kind(folder)
     with Server(studies, tmp / "loo_server.log", NO_BACKGROUND_SCORING, model_dir=folder) as server:
         before = both_ways(server, real.label, tmp)
         # as Slicer's Submit Label: the whole slice is the annotators' truth
@@ -217,7 +232,8 @@ def loo_round(args, real, tmp: Path) -> dict:
         wall = time.time() - start
         outcome = stats(server, "segmentation_leg").get("results", {}).get("segmentation_leg", {})
         after = both_ways(server, real.label, tmp)
-    return {"weights": weights, "weights_after_round": weights_used(folder), "train_params": params or "defaults",
+    return {"weights": weights, "leg_segmenter": kind, "weights_after_round": weights_used(folder),
+            "train_params": params or "defaults",
             "task_status": task["status"],
             "round_seconds": round(wall, 1), "status": outcome.get("status"), "reason": outcome.get("reason"),
             **{k: outcome.get(k) for k in ("guard", "tolerance", "live_scores", "candidate_scores")},

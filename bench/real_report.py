@@ -172,7 +172,8 @@ def _dice_section(res: dict) -> list[str]:
                     f"({loo['train_params']}, {loo['round_seconds']} s, `{loo['status']}`"
                     f"{': ' + str(loo['reason']) if loo.get('reason') else ''}"
                     f"{_guard_words(loo)}) trained on this very slice, "
-                    f"so the Dice after it says how well the round fits what it was shown. LOO weights: `{loo['weights']}`."]
+                    f"so the Dice after it says how well the round fits what it was shown. LOO weights: `{loo['weights']}`"
+                    f"{', ' + loo['leg_segmenter'] if loo.get('leg_segmenter') else ''}."]
     else:
         out += ["", "Leave-one-out numbers (a leg segmenter that never saw the slice, then one incremental round "
                     "through the server on the slice's saved label) were not measured in this run. To get them:",

@@ -42,3 +42,20 @@ def test_body_outline_keeps_the_dim_muscle_of_a_faded_slice():
     body = body_outline(image)
     assert body[radius < 50].mean() > 0.99  # the muscle inside the ring
     assert body[radius > 70].mean() < 0.01  # air
+
+
+def test_the_leave_one_out_rows_say_whether_they_come_from_an_ensemble_or_one_network(tmp_path):
+    """``bench real --loo-weights`` names what it scored, read from the weights' record: a row from
+    one member must not pass for the shipped three-member ensemble."""
+    import json
+
+    from bench.bench_real import leg_segmenter_kind
+
+    ensemble, single, bare = tmp_path / "ensemble", tmp_path / "single", tmp_path / "bare"
+    for folder in (ensemble, single, bare):
+        folder.mkdir()
+    (ensemble / "segmentation_leg.json").write_text(json.dumps({"members": [{}, {}, {}]}))
+    (single / "segmentation_leg.json").write_text(json.dumps({"plan": {"class_weights": "uniform", "seed": 2}}))
+    assert leg_segmenter_kind(ensemble) == "an ensemble of 3 members"
+    assert leg_segmenter_kind(single) == "one network (class term uniform, seed 2)"
+    assert leg_segmenter_kind(bare) == "not recorded"
