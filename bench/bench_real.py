@@ -47,6 +47,7 @@ from lib.data.real_volumes import CERTAIN, REAL_VOLUMES, slice_regions, z_points
 from lib.evaluation.metrics import dice_per_class  # noqa: E402
 from lib.labels import REGIONS, SIDE_OFFSET, all_labels, region_labels  # noqa: E402
 from lib.models.catalog import NETWORKS, record_file, weight_file  # noqa: E402
+from lib.models.ensembles import member_records  # noqa: E402
 from lib.models.store import weights_version  # noqa: E402
 from lib.paths import SHARED_DATA, SHIPPED_WEIGHTS  # noqa: E402
 from lib.transforms.intensity import robust_normalize  # noqa: E402
@@ -204,8 +205,7 @@ def leg_segmenter_kind(folder: Path) -> str:
     """What the leave-one-out leg weights are, from their record: an ensemble (how many members)
     or one network (its class term and seed), so that a row from one member is not read as the
     shipped ensemble's."""
-    record = record_file(folder, "segmentation_leg")
-    meta = json.loads(record.read_text()) if record.is_file() else {}
+    meta = member_records([folder], "segmentation_leg")[0]
     if "members" in meta:
         return f"an ensemble of {len(meta['members'])} members"
     plan = meta.get("plan", {})

@@ -1,6 +1,7 @@
 """``python main.py bench real``: registered, its region table covers every real slice, and its body
 outline keeps a faded slice's dim muscle."""
 
+import json
 import subprocess
 import sys
 
@@ -8,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bench.bench_real import body_outline
+from bench.bench_real import body_outline, leg_segmenter_kind
 from lib.data.real_volumes import REAL_VOLUMES, slice_regions
 from tests.conftest import ROOT
 
@@ -47,10 +48,6 @@ def test_body_outline_keeps_the_dim_muscle_of_a_faded_slice():
 def test_the_leave_one_out_rows_say_whether_they_come_from_an_ensemble_or_one_network(tmp_path):
     """``bench real --loo-weights`` names what it scored, read from the weights' record: a row from
     one member must not pass for the shipped three-member ensemble."""
-    import json
-
-    from bench.bench_real import leg_segmenter_kind
-
     ensemble, single, bare = tmp_path / "ensemble", tmp_path / "single", tmp_path / "bare"
     for folder in (ensemble, single, bare):
         folder.mkdir()
