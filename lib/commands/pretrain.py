@@ -26,8 +26,8 @@ def add_arguments(parser):
 
 def run(args) -> int:
     from lib.networks.presets import get_preset
-    from lib.training.pretrain import (PretrainPlan, parse_members, parse_scale_range, parse_stages, pretrain,
-                                       teacher_folders)
+    from lib.training.pretrain import (PretrainPlan, parse_members, parse_phantoms, parse_scale_range, parse_stages,
+                                       pretrain, teacher_folders)
     from lib.transforms.weights import CLASS_WEIGHT_MODES
 
     plan = PretrainPlan(**{f.name: getattr(args, f.name) for f in fields(PretrainPlan)})
@@ -54,10 +54,12 @@ def run(args) -> int:
     for region in REGIONS:
         if segmenter_name(region) not in args.networks:
             continue
-        try:
-            members = parse_members(getattr(plan, f"{region}_members"))
-        except ValueError as error:
-            raise UserError(f"--{region}-members: {error}") from None
+        for option, parse in (("members", parse_members), ("phantoms", lambda text: parse_phantoms(region, text))):
+            try:
+                parse(getattr(plan, f"{region}_{option}"))
+            except ValueError as error:
+                raise UserError(f"--{region}-{option}: {error}") from None
+        members = parse_members(getattr(plan, f"{region}_members"))
         changed = [f"--{name.replace('_', '-')}" for name in ("class_weights", "seed")
                    if getattr(plan, name) != getattr(defaults, name)]
         if len(members) > 1 and changed:

@@ -1,9 +1,10 @@
 """The default weights: classifier and both segmenters, trained on images of random contrast.
 
 ``python main.py pretrain`` runs this. Every network learns from images rendered with random
-contrast from label maps (SynthSeg-style, ``lib.training.sources``): phantom anatomy of both leg
-layouts, the 35 real thigh shapes, and the real leg slice (``--real-slice-weight 0`` leaves it
-out: the leave-one-out model of ``bench real``), phantoms also in their own GRE-like images.
+contrast from label maps (SynthSeg-style, ``lib.training.sources``): phantom anatomy of the
+layouts of ``PretrainPlan.leg_phantoms`` (both leg layouts by default), the 35 real thigh
+shapes, and the real leg slice (``--real-slice-weight 0`` leaves it out: the leave-one-out model
+of ``bench real``), phantoms also in their own GRE-like images.
 The segmenters see one limb's crop, the classifier one limb's 256 px crop downsized to 128, as
 inference does (``lib.inference.limbs``). Phantom seeds are split once and for all so that the
 held-out test set used to check the shipped weights is never seen in training or selection:
@@ -37,6 +38,7 @@ from pathlib import Path
 
 import torch
 
+from lib.data.phantoms.layout import LAYOUT_REGION
 from lib.data.phantoms.phantom import SEVERITIES, generate_phantom
 from lib.data.real_volumes import REAL_VOLUMES, certain_slices
 from lib.files import write_json_atomic
@@ -105,6 +107,10 @@ class PretrainPlan:
     # (each overrides class_weights and seed); empty: one network with class_weights and seed
     thigh_members: str = ""
     leg_members: str = "inverse_frequency@0,uniform@0,uniform@2"
+    # phantom anatomies (lib.data.phantoms.layout) the segmenters train and are selected on;
+    # "leg,leg_layered" draws the gastrocnemii as layers (README, "Real MRI")
+    thigh_phantoms: str = "thigh"
+    leg_phantoms: str = "leg,leg_anatomical"
     init_from: str = ""  # folder of earlier weights to continue from (empty: from scratch)
 
 
@@ -140,6 +146,17 @@ def parse_scale_range(text: str) -> tuple[float, float]:
     if not 0 < low <= high:
         raise ValueError(f"expected 0 < LOW <= HIGH, got {text!r}")
     return low, high
+
+
+def parse_phantoms(region: str, text: str) -> tuple[str, ...]:
+    """``"leg,leg_layered"`` -> the layout names, each checked to be one of ``region``'s."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    known = [name for name, owner in LAYOUT_REGION.items() if owner == region]
+    bad = [name for name in names if name not in known]
+    if bad or not names:
+        raise ValueError(f"{', '.join(bad) or 'none given'}: use {region} layouts from {', '.join(known)}, "
+                         "comma-separated")
+    return names
 
 
 def parse_stages(text: str) -> list[tuple[int, float]]:
@@ -190,7 +207,8 @@ def train_region(region: str, plan: PretrainPlan, out: Path) -> dict:
         print(f"{name}: member {index} of {len(members)} (class weights {class_weights}, seed {seed})", flush=True)
         folders.append(work / f"member_{index}")
         train_segmenter(region, replace(plan, class_weights=class_weights, seed=seed, **one), folders[-1])
-    validate = SegmenterValidation(region, plan.val_subjects, plan.slices_per_subject)
+    validate = SegmenterValidation(region, plan.val_subjects, plan.slices_per_subject,
+                                   layouts=parse_phantoms(region, getattr(plan, f"{region}_phantoms")))
     record = join_folders(folders, out, name, "python main.py pretrain", plan=asdict(plan),
                           seconds=round(time.time() - started, 1))
     record["validation_score"] = round(validate(build_from_checkpoint(weight_file(out, name))), 4)
@@ -204,9 +222,10 @@ def train_region(region: str, plan: PretrainPlan, out: Path) -> dict:
 def train_segmenter(region: str, plan: PretrainPlan, out: Path) -> dict:
     """``region``'s segmenter on rendered limb crops, restarted stages, selected on phantom validation."""
     print(f"preparing {region} label sources ...", flush=True)
+    layouts = parse_phantoms(region, getattr(plan, f"{region}_phantoms"))
     sources, shares = segmenter_sources(region, plan.train_subjects, plan.slices_per_subject, plan.shapes_weight,
-                                        plan.real_slice_weight)
-    validate = SegmenterValidation(region, plan.val_subjects, plan.slices_per_subject)
+                                        plan.real_slice_weight, layouts)
+    validate = SegmenterValidation(region, plan.val_subjects, plan.slices_per_subject, layouts=layouts)
     torch.manual_seed(plan.seed)
     model = initial_model(segmenter_name(region), plan, lambda: build_segmenter(region, plan.preset))
     weights = loss_class_weights(sources, region, plan.class_weights)

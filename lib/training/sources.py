@@ -54,11 +54,13 @@ def phantom_images(source: LabelSlices, seeds, n_slices: int) -> LabelSlices:
     return source
 
 
-def segmenter_sources(region: str, subjects: int, n_slices: int, shapes_weight: float,
-                      real_weight: float) -> tuple[list[LabelSlices], list[float]]:
-    """Training sources of ``region``'s segmenter and their shares of the draws."""
+def segmenter_sources(region: str, subjects: int, n_slices: int, shapes_weight: float, real_weight: float,
+                      layouts: tuple[str, ...] | None = None) -> tuple[list[LabelSlices], list[float]]:
+    """Training sources of ``region``'s segmenter and their shares of the draws; ``layouts``: the
+    phantom anatomies drawn (default ``LAYOUTS[region]``)."""
     seeds = [SEED_BASE["train"] + i for i in range(subjects)]
-    phantoms = phantom_images(phantom_label_slices(region, seeds, n_slices, LAYOUTS[region]), seeds, n_slices)
+    layouts = layouts or LAYOUTS[region]
+    phantoms = phantom_images(phantom_label_slices(region, seeds, n_slices, layouts), seeds, n_slices)
     sources, weights = [phantoms], [1.0]
     if region == "thigh" and shapes_weight > 0:
         sources, weights = sources + [thigh_shape_slices()], [1 - shapes_weight, shapes_weight]
@@ -83,20 +85,23 @@ def classifier_sources(subjects: int, n_slices: int, real_weight: float) -> tupl
 
 class SegmenterValidation:
     """Mean Dice of a segmenter, through the per-limb path, on phantom validation subjects: their
-    own images and ``crops`` rendered crops of their anatomy (fixed seed); the mean of both."""
+    own images and ``crops`` rendered crops of their anatomy (fixed seed); the mean of both.
+    ``layouts``: the phantom anatomies, one subject after another (default ``LAYOUTS[region]``)."""
 
-    def __init__(self, region: str, subjects: int, n_slices: int, crops: int = 48, seed: int = 1234):
+    def __init__(self, region: str, subjects: int, n_slices: int, crops: int = 48, seed: int = 1234,
+                 layouts: tuple[str, ...] | None = None):
         self.region = region
         self.volumes = []
+        layouts = layouts or LAYOUTS[region]
         for i in range(subjects):
-            layout = LAYOUTS[region][i % len(LAYOUTS[region])]
+            layout = layouts[i % len(layouts)]
             ph = generate_phantom(region, SEED_BASE["val"] + i, n_slices=n_slices,
                                   severity=SEVERITIES[i % len(SEVERITIES)], spacing=PHANTOM_SPACING, layout=layout)
             image, label = volume_to_model_grid(ph.image, ph.label, ph.affine)
             slices = list(range(image.shape[2]))
             self.volumes.append((image, label, find_limbs(image, slices)))
         seeds = [SEED_BASE["val"] + i for i in range(subjects)]
-        source = phantom_label_slices(region, seeds, n_slices, LAYOUTS[region])
+        source = phantom_label_slices(region, seeds, n_slices, layouts)
         drawer = SampleDrawer([source], [1.0], seed)
         samples = [segmentation_sample(source, *drawer.draw()[1:], region, 240, drawer.rng) for _ in range(crops)]
         self.crops = torch.from_numpy(np.stack([s[0] for s in samples])[:, None])

@@ -43,13 +43,14 @@ def test_bad_stage_is_a_one_line_error_and_writes_nothing(tmp_path):
 @pytest.mark.skipif(not (SHARED_DATA / ROIS_FILE).exists(), reason=f"pretrain needs the real slice at {SHARED_DATA}")
 def test_tiny_staged_run_records_every_stage(tmp_path):
     proc = pretrain("--networks", "segmentation_leg", "--leg-members", "", "--leg-stages", "1@0.002,1@0.001",
-                    "--steps-per-epoch", "2",
+                    "--steps-per-epoch", "2", "--leg-phantoms", "leg,leg_layered",
                     "--train-subjects", "1", "--val-subjects", "1", "--slices-per-subject", "2",
                     "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads((tmp_path / "segmentation_leg.json").read_text())
     assert [h["epochs_run"] for h in record["history"]] == [1, 1]
     assert record["plan"]["leg_stages"] == "1@0.002,1@0.001" and record["seconds"] > 0
+    assert record["plan"]["leg_phantoms"] == "leg,leg_layered"
     assert record["validation_score"] == max(h["best_score"] for h in record["history"])  # best kept across stages
     assert (tmp_path / "segmentation_leg.pt").stat().st_size > 1e6
     weights = record["class_weights"]  # served as the logit adjustment (lib.networks.logit_adjustment)
@@ -145,6 +146,7 @@ def test_leg_members_are_trained_and_joined_into_one_ensemble(tmp_path):
     (["--leg-members", "uniform@x"], "--leg-members: member 'uniform@x' is not CLASS_WEIGHTS@SEED"),
     (["--seed", "3"], "--seed would not reach the leg segmenter"),
     (["--class-weights", "uniform"], "--class-weights would not reach the leg segmenter"),
+    (["--leg-phantoms", "leg,thigh"], "--leg-phantoms: thigh: use leg layouts from leg, leg_anatomical"),
 ])
 def test_bad_member_settings_are_one_line_errors(tmp_path, args, message):
     proc = pretrain("--networks", "segmentation_leg", *args, "--out", str(tmp_path / "w"), timeout=ERROR_TIMEOUT)

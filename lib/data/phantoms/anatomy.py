@@ -203,6 +203,7 @@ def rasterise(limb: Limb, t: float, dx: np.ndarray, dy: np.ndarray):
     score = ((qx[None] - seeds[:, 0, None, None]) ** 2
              + (qy[None] - seeds[:, 1, None, None]) ** 2) / (sizes * sizes)[:, None, None]
     cell = np.where(inside, np.argmin(score, axis=0), -1).astype(np.int8)
+    _draw_shells(limb, t, cell, inside, lat, ant, r_fascia[bins] - r, min(half_w, half_d))
 
     for b, bone in enumerate(lay.bones):
         grow = t if bone.taper < 0 else 1.0 - t
@@ -223,6 +224,25 @@ def rasterise(limb: Limb, t: float, dx: np.ndarray, dy: np.ndarray):
     tissue[cell >= 0] = codes[cell[cell >= 0]]
     _draw_vessels(limb, t, tissue, lat, ant, half_w, half_d)
     return tissue, cell
+
+
+def _draw_shells(limb: Limb, t: float, cell: np.ndarray, inside: np.ndarray, lat, ant,
+                 depth: np.ndarray, unit: float) -> None:
+    """Give the layout's ``shells`` their layers: compartment pixels less deep under the fascia
+    than the shell's thickness there (mm), in its sector. The limb's jitter of the replaced cell
+    varies the layer (size -> thickness, seed -> sector), so each limb draws its own."""
+    names = [c.name for c in limb.layout.cells]
+    angle = np.rad2deg(np.arctan2(ant, lat) + limb.external_rotation)  # back in the layout frame
+    for shell in limb.layout.shells:
+        k = names.index(shell.name)
+        centre = shell.centre + 400.0 * float(limb.seed_jitter[k, 0])  # about 14 deg (sd)
+        half_width = shell.half_width * (1.0 + 6.0 * float(limb.seed_jitter[k, 1]))  # about 20 % (sd)
+        u = np.abs((angle - centre + 180.0) % 360.0 - 180.0) / max(half_width, 5.0)
+        edge = np.clip((1.0 - u) / 0.3, 0.0, 1.0)
+        profile = edge * edge * (3.0 - 2.0 * edge)
+        thickness = (shell.thickness * unit * (1.0 + shell.growth * (2 * t - 1)) * presence(shell.span, t)
+                     * float(limb.size_jitter[k]) ** 3)
+        cell[inside & (depth < thickness * profile)] = k
 
 
 def layout_seed(cell, t: float) -> np.ndarray:

@@ -8,12 +8,13 @@ limb (0 = distal, 1 = proximal), so shapes change smoothly from slice to slice; 
 adductor longus and the gastrocnemii distally). Every muscle is present for ``t`` in
 ``MUSCLE_RANGE``. Seed coordinates are in *fascia units* (``l / half-width``, ``a / half-depth``
 of the compartment, ``l`` toward the limb's lateral side and ``a`` toward anterior) so the layout
-follows the outline; bone radii are in mm.
+follows the outline; bone radii are in mm. A layout may draw superficial muscles as layers under the
+fascia instead (``Shell``: ``LEG_LAYERED``'s gastrocnemii over the soleus).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 MUSCLE_RANGE = (0.15, 0.85)  # t range where every muscle of the region is present
 
@@ -63,6 +64,25 @@ class Bone:
 
 
 @dataclass(frozen=True)
+class Shell:
+    """A superficial muscle drawn as a layer under the deep fascia rather than a partition cell.
+
+    name: the layout cell it replaces (a lib.labels muscle name); that cell's own seed should be
+    tiny, so that the muscle is the layer alone. centre, half_width: the sector it covers, in
+    degrees of the layout frame (0 = lateral, 90 = anterior, -90 = posterior). thickness: at
+    mid-limb and mid-sector, as a share of the compartment's smaller half-axis; thinning toward the
+    sector's ends. growth, span: as ``Cell``'s.
+    """
+
+    name: str
+    centre: float
+    half_width: float
+    thickness: float
+    growth: float = 0.0
+    span: tuple[float, float] = (-1.0, 2.0)
+
+
+@dataclass(frozen=True)
 class RegionLayout:
     """Everything that differs between thigh and leg."""
 
@@ -77,6 +97,7 @@ class RegionLayout:
     # External rotation (deg, uniform range) of the bones and muscles inside the outline: a
     # supine leg rolls outward while its back stays flat on the table. (0, 0): none drawn.
     external_rotation: tuple[float, float] = (0.0, 0.0)
+    shells: tuple[Shell, ...] = ()  # superficial muscles drawn as layers (``Shell``)
 
 
 THIGH = RegionLayout(
@@ -150,5 +171,22 @@ LEG_ANATOMICAL = RegionLayout(
     external_rotation=(-15.0, 35.0),
 )
 
-LAYOUTS = {"thigh": THIGH, "leg": LEG, "leg_anatomical": LEG_ANATOMICAL}
-LAYOUT_REGION = {"thigh": "thigh", "leg": "leg", "leg_anatomical": "leg"}
+# The gastrocnemii as layers: both heads lie superficial to the soleus along the back of the calf,
+# the medial head wider and reaching further down than the lateral one, both thinning toward the
+# ankle (anatomy texts; the mid-calf slices of the unlabelled real calves in shared/data show
+# them as crescents, not as the wedges a partition cell makes). The soleus fills the rest.
+LEG_LAYERED = replace(
+    LEG_ANATOMICAL,
+    cells=tuple(replace(c, size=0.05, growth=0.0) if c.name and c.name.startswith("gastrocnemius")
+                else replace(c, seed=(0.0, -0.48), size=1.3) if c.name == "soleus" else c
+                for c in LEG_ANATOMICAL.cells),
+    shells=(
+        Shell("gastrocnemius_medialis", centre=-146.0, half_width=66.0, thickness=0.34, growth=0.6,
+              span=(0.12, 2.0)),
+        Shell("gastrocnemius_lateralis", centre=-52.0, half_width=42.0, thickness=0.24, growth=0.6,
+              span=(0.22, 2.0)),
+    ),
+)
+
+LAYOUTS = {"thigh": THIGH, "leg": LEG, "leg_anatomical": LEG_ANATOMICAL, "leg_layered": LEG_LAYERED}
+LAYOUT_REGION = {"thigh": "thigh", "leg": "leg", "leg_anatomical": "leg", "leg_layered": "leg"}

@@ -115,6 +115,25 @@ def test_external_rotation_turns_bones_and_muscles_outward_inside_the_same_outli
     np.testing.assert_array_equal(turned[0] == SKIN, straight[0] == SKIN)  # the outline stays
 
 
+def test_layered_leg_puts_both_gastrocnemii_over_the_soleus_as_one_region_each():
+    """``leg_layered``: the heads are layers under the fascia of the calf's back, not wedges."""
+    p = generate_phantom("leg", 7, N_SLICES, shape=SHAPE, spacing=SPACING, layout="leg_layered")
+    names = L.region_labels("leg")
+    k = N_SLICES // 2
+    for side in (1, 2):
+        lab = np.where(p.side[:, :, k] == side, p.label[:, :, k], 0)
+        compartment = (p.side[:, :, k] == side) & (p.tissue[:, :, k] >= MUSCLE)  # inside the fascia
+        depth = ndi.distance_transform_edt(compartment)  # px from the fascia
+        soleus = np.median(depth[lab == names["soleus"]])
+        for head in ("gastrocnemius_medialis", "gastrocnemius_lateralis"):
+            assert ndi.label(lab == names[head])[1] == 1, (side, head)
+            assert np.median(depth[lab == names[head]]) < 0.6 * soleus, (side, head)
+        # the lateral head lies behind the soleus (larger Y is posterior); the medial one wraps its side
+        lateral_y = np.nonzero(lab == names["gastrocnemius_lateralis"])[1].mean()
+        assert lateral_y > np.nonzero(lab == names["soleus"])[1].mean() + 3, side
+    assert names["gastrocnemius_lateralis"] not in p.label[:, :, 0]  # the lateral head ends above the ankle
+
+
 @pytest.mark.parametrize("layout", ["thigh", "leg"])
 def test_layouts_without_external_rotation_draw_none(layout):
     rng = np.random.default_rng(1)
