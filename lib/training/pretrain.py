@@ -52,7 +52,7 @@ from lib.training.averaging import WeightAverage, recalibrate_batch_norm
 from lib.training.loop import TrainSettings, fit
 from lib.training.loss import make_segmentation_loss
 from lib.training.slices import SliceSet
-from lib.training.sources import (PHANTOM_SPACING, SEED_BASE, ClassifierValidation, SegmenterValidation,
+from lib.training.sources import (LAYOUTS, PHANTOM_SPACING, SEED_BASE, ClassifierValidation, SegmenterValidation,
                                   classifier_sources, segmenter_sources)
 from lib.training.self_training import pseudo_labelled_slices
 from lib.training.synthetic import classifier_batches, loss_class_weights, segmentation_batches
@@ -109,8 +109,8 @@ class PretrainPlan:
     leg_members: str = "inverse_frequency@0,uniform@0,uniform@2"
     # phantom anatomies (lib.data.phantoms.layout) the segmenters train and are selected on;
     # "leg,leg_layered" draws the gastrocnemii as layers (README, "Real MRI")
-    thigh_phantoms: str = "thigh"
-    leg_phantoms: str = "leg,leg_anatomical"
+    thigh_phantoms: str = ",".join(LAYOUTS["thigh"])
+    leg_phantoms: str = ",".join(LAYOUTS["leg"])
     init_from: str = ""  # folder of earlier weights to continue from (empty: from scratch)
 
 
