@@ -54,12 +54,13 @@ def run(args) -> int:
     for region in REGIONS:
         if segmenter_name(region) not in args.networks:
             continue
+        parsed = {}
         for option, parse in (("members", parse_members), ("phantoms", lambda text: parse_phantoms(region, text))):
             try:
-                parse(getattr(plan, f"{region}_{option}"))
+                parsed[option] = parse(getattr(plan, f"{region}_{option}"))
             except ValueError as error:
                 raise UserError(f"--{region}-{option}: {error}") from None
-        members = parse_members(getattr(plan, f"{region}_members"))
+        members = parsed["members"]
         changed = [f"--{name.replace('_', '-')}" for name in ("class_weights", "seed")
                    if getattr(plan, name) != getattr(defaults, name)]
         if len(members) > 1 and changed:
