@@ -9,6 +9,12 @@ slice into one (1, 13, 432, 432, 52) volume (0.5 GB) and takes the argmax at the
 interleaved runs on this 2-core AMD EPYC (shared with a training job), batches of 8, two
 sessions: ``segment_slices`` 4.26 s and 4.09 s, ``SliceInferer`` 7.18 s and 7.39 s (+69 %,
 +81 %), far outside the 5 % the compact ``bench infer`` figure may move.
+
+Batches of ``BATCH_SIZE`` = 8 for every network. Larger batches are slower on a CPU: a batch's
+activations outgrow the caches. The classifier on the 104 limb crops of a 432 x 432 x 52 thigh
+phantom took 0.63 s in batches of 8, 12 or 16, 0.78 s in 32 and 0.99 s in 64 (its earlier
+default); medians of 7 in one process, same probabilities; 2-core AMD EPYC, AVX2, fp32,
+2026-12-06. The compact segmenter's 240 px crops take the least time in batches of 8 too.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from lib.errors import UserError
 from lib.inference.limbs import Limb, crop, paste
 from lib.networks.fast import predict_logits
 from lib.transforms.intensity import classifier_input
+
+BATCH_SIZE = 8  # slices or limb crops per network call (see the module doc)
 
 
 def resolve_device(name: str | None) -> str:
@@ -40,7 +48,7 @@ def resolve_device(name: str | None) -> str:
 
 
 @torch.no_grad()
-def segment_slices(model, slices: torch.Tensor, batch_size: int = 8) -> np.ndarray:
+def segment_slices(model, slices: torch.Tensor, batch_size: int = BATCH_SIZE) -> np.ndarray:
     """Channel map (Z, H, W) uint8 of the segmenter's argmax over slices (Z, 1, H, W)."""
     device = next(model.parameters()).device
     out = np.zeros((slices.shape[0], *slices.shape[2:]), dtype=np.uint8)
@@ -51,7 +59,7 @@ def segment_slices(model, slices: torch.Tensor, batch_size: int = 8) -> np.ndarr
 
 
 @torch.no_grad()
-def classify_slices(model, slices: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+def classify_slices(model, slices: torch.Tensor, batch_size: int = BATCH_SIZE) -> np.ndarray:
     """Class probabilities (Z, 2) of the classifier over 128x128 slices (Z, 1, 128, 128)."""
     device = next(model.parameters()).device
     probs = [torch.softmax(predict_logits(model, slices[s:s + batch_size].to(device, dtype=torch.float32)), 1)
@@ -74,7 +82,7 @@ def _limb_batches(volume: np.ndarray, slices: list[int], limbs: list[list[Limb]]
 
 @torch.no_grad()
 def segment_limbs(model, volume: np.ndarray, slices: list[int], limbs: list[list[Limb]],
-                  batch_size: int = 8) -> np.ndarray:
+                  batch_size: int = BATCH_SIZE) -> np.ndarray:
     """Channel maps (H, W, len(slices)) uint8 of a segmenter run on each limb's crop of each chosen
     slice of a model-grid volume (H, W, Z), pasted back inside that limb (``lib.inference.limbs``)."""
     device = next(model.parameters()).device
@@ -104,7 +112,7 @@ def limb_classifier_inputs(volume: np.ndarray, slices: list[int],
 
 @torch.no_grad()
 def classify_limbs(model, volume: np.ndarray, slices: list[int], limbs: list[list[Limb]],
-                   batch_size: int = 64) -> np.ndarray:
+                   batch_size: int = BATCH_SIZE) -> np.ndarray:
     """P(thigh) of each chosen slice (``nan`` where it has no limb): the classifier on each limb's
     crop (``CLASSIFIER_CROP`` px downsized to 128), the limbs' log-odds averaged per slice."""
     device = next(model.parameters()).device
