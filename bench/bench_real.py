@@ -12,7 +12,11 @@ and its holes filled), against the volume's region, and drawn on 4 slices per vo
 to judge. The real labelled leg
 slice is scored too, region forced and automatic; the shipped model trained on it, so that is a
 fit check. ``--loo-weights DIR`` (a ``segmentation_leg.pt`` from ``pretrain --real-slice-weight
-0``) adds the held-out Dice and the Dice after one incremental round on the slice's saved label.
+0``) adds the held-out Dice and the Dice after one incremental round on the slice's saved label,
+and an anatomy check: the same leg segmenter on renders of the slice's own label and tissue maps
+and on renders of held-out phantom anatomy, drawn by the training renderer in the same contrasts.
+Where the two differ, the phantoms' anatomy is what the held-out Dice lacks; where the renders of
+the slice score well above the slice itself, its appearance is.
 Writes ``bench/results/real.json``, ``real.md`` and ``real/<volume>.png``.
 """
 
@@ -42,6 +46,9 @@ from bench import NO_BACKGROUND_SCORING, RESULTS, save_results  # noqa: E402
 from bench.bench_networks import machine  # noqa: E402
 from bench.real_report import markdown, overlay  # noqa: E402
 from lib.data.io import save_nifti  # noqa: E402
+from lib.data.phantoms.phantom import phantom_affine  # noqa: E402
+from lib.data.phantoms.shapes import phantom_label_slices  # noqa: E402
+from lib.data.phantoms.synthetic import FAMILIES, render  # noqa: E402
 from lib.data.phantoms.real_slice import STUDY_ID, load_real_slice  # noqa: E402
 from lib.data.real_volumes import CERTAIN, REAL_VOLUMES, slice_regions, z_points_to_head  # noqa: E402
 from lib.evaluation.metrics import dice_per_class  # noqa: E402
@@ -50,6 +57,8 @@ from lib.models.catalog import NETWORKS, record_file, weight_file  # noqa: E402
 from lib.models.ensembles import member_records  # noqa: E402
 from lib.models.store import weights_version  # noqa: E402
 from lib.paths import SHARED_DATA, SHIPPED_WEIGHTS  # noqa: E402
+from lib.training.sources import LAYOUTS, SEED_BASE, real_leg_source  # noqa: E402
+from lib.transforms.geometry import MODEL_SPACING  # noqa: E402
 from lib.transforms.intensity import robust_normalize  # noqa: E402
 from lib.transforms.weights import body_mask  # noqa: E402
 from tests.conftest import Server  # noqa: E402
@@ -59,6 +68,8 @@ from tests.tasks.test_train_incremental import save_label, stats, train  # noqa:
 # CERTAIN slices (thigh, leg) are scored for accuracy; knee, ankle and none are only reported
 SKIN_MARGIN = 3  # px: labels this close to the body mask are skin partial volume, not a spill
 OUTLINE_CLOSING = 4  # px: gaps of the bright skin and fat ring bridged before the holes are filled
+RENDERS = 12  # renders per anatomy in the anatomy check: each contrast family 3 times
+PHANTOM_SUBJECTS = 6  # held-out phantom test subjects in the anatomy check, two calf levels each
 
 
 def body_outline(image_slice: np.ndarray) -> np.ndarray:
@@ -161,10 +172,11 @@ def real_volume(server, path: Path, expected: list, tmp: Path, figure: Path) -> 
             "labels": label_checks(raw, label, expected)}
 
 
-def slice_dice(server, truth: np.ndarray, tmp: Path, params: dict) -> dict:
-    """Dice of the 6 leg muscles on the real slice; thigh labels there count against their muscle
-    only through the leg muscles they replace (mean_dice would add the thigh classes)."""
-    result, pred = infer(server, "muscle", STUDY_ID, tmp, params)
+def slice_dice(server, truth: np.ndarray, tmp: Path, params: dict, image: str = STUDY_ID) -> dict:
+    """Dice of the 6 leg muscles on a leg slice (the real one by default); thigh labels there count
+    against their muscle only through the leg muscles they replace (mean_dice would add the thigh
+    classes)."""
+    result, pred = infer(server, "muscle", image, tmp, params)
     scores = dice_per_class(pred, truth, SIDE_OFFSET + 1)
     per = {m: round(float(scores[v - 1]), 4) for m, v in region_labels("leg").items()}
     region = result.get("classification", {}).get("region")
@@ -174,6 +186,42 @@ def slice_dice(server, truth: np.ndarray, tmp: Path, params: dict) -> dict:
 
 def both_ways(server, truth, tmp) -> dict:
     return {"forced_leg": slice_dice(server, truth, tmp, {"region": "leg"}), "auto": slice_dice(server, truth, tmp, {})}
+
+
+def anatomy_renders(n: int = RENDERS) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """``(image, truth)`` slices (H, W, 1) on the model grid for the anatomy check, ``n`` per anatomy:
+    the real slice's own label and tissue maps, and held-out phantom test anatomy (both leg
+    layouts, two calf levels per subject), each drawn by the training renderer
+    (``lib.data.phantoms.synthetic.render``) in the same contrasts, the families in turn. The
+    phantoms' unknown muscles (255) and the slice's unlabelled ones are background in the truth."""
+    real = real_leg_source()
+    seeds = [SEED_BASE["test"] + i for i in range(PHANTOM_SUBJECTS)]
+    phantoms = phantom_label_slices("leg", seeds, 12, LAYOUTS["leg"])
+    levels = [subject * 12 + level for level in (4, 7) for subject in range(PHANTOM_SUBJECTS)]
+    maps = {"real_slice_anatomy": [(real.tissue[0], real.label[0])] * n,
+            "phantom_anatomy": [(phantoms.tissue[k], phantoms.label[k]) for k in levels[:n]]}
+    out = {}
+    for anatomy, pairs in maps.items():
+        out[anatomy] = []
+        for i, (tissue, label) in enumerate(pairs):
+            image = render(tissue, label, np.random.default_rng(1000 + i), family=FAMILIES[i % len(FAMILIES)])
+            out[anatomy].append((image[:, :, None], np.where(label == 255, 0, label)[:, :, None].astype(np.uint8)))
+    return out
+
+
+def anatomy_check(server, renders: dict, tmp: Path) -> dict:
+    """The served leg segmenter (region forced) on the saved renders: Dice per render, their mean,
+    range and per-muscle means, per anatomy."""
+    out = {}
+    for anatomy, pairs in renders.items():
+        runs = [slice_dice(server, truth, tmp, {"region": "leg"}, image=f"render_{anatomy}_{i:02d}")
+                for i, (_, truth) in enumerate(pairs)]
+        means = [r["mean_dice"] for r in runs]
+        out[anatomy] = {"renders": len(runs), "mean_dice": round(float(np.mean(means)), 4),
+                        "min": round(min(means), 4), "max": round(max(means), 4),
+                        "per_muscle": {m: round(float(np.mean([r["per_muscle"][m] for r in runs])), 4)
+                                       for m in runs[0]["per_muscle"]}}
+    return out
 
 
 def model_folder(tmp: Path, model_dir, loo_leg=None) -> Path:
@@ -220,11 +268,17 @@ def loo_round(args, real, tmp: Path) -> dict:
     studies = tmp / "loo_studies"
     studies.mkdir()
     save_nifti(studies / f"{STUDY_ID}.nii.gz", real.image, real.affine)
+    renders = anatomy_renders()
+    for anatomy, pairs in renders.items():
+        for i, (image, _) in enumerate(pairs):
+            save_nifti(studies / f"render_{anatomy}_{i:02d}.nii.gz", image,
+                       phantom_affine(image.shape, (MODEL_SPACING, MODEL_SPACING, 5.0)))
     params = {k: v for k, v in (("epochs", args.epochs), ("steps_per_epoch", args.steps)) if v}
     weights = weights_used(folder)  # before the round publishes into the folder
     kind = leg_segmenter_kind(folder)
     with Server(studies, tmp / "loo_server.log", NO_BACKGROUND_SCORING, model_dir=folder) as server:
         before = both_ways(server, real.label, tmp)
+        anatomy = anatomy_check(server, renders, tmp)
         # as Slicer's Submit Label: the whole slice is the annotators' truth
         save_label(server, STUDY_ID, real.label, real.affine, {"annotated_slices": [0]}, tmp).raise_for_status()
         start = time.time()
@@ -237,7 +291,7 @@ def loo_round(args, real, tmp: Path) -> dict:
             "task_status": task["status"],
             "round_seconds": round(wall, 1), "status": outcome.get("status"), "reason": outcome.get("reason"),
             **{k: outcome.get(k) for k in ("guard", "tolerance", "live_scores", "candidate_scores")},
-            "before": before, "after_one_round": after}
+            "before": before, "anatomy_check": anatomy, "after_one_round": after}
 
 
 def run(args) -> dict:

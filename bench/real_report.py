@@ -174,11 +174,31 @@ def _dice_section(res: dict) -> list[str]:
                     f"{_guard_words(loo)}) trained on this very slice, "
                     f"so the Dice after it says how well the round fits what it was shown. LOO weights: `{loo['weights']}`"
                     f"{', ' + loo['leg_segmenter'] if loo.get('leg_segmenter') else ''}."]
+        if loo.get("anatomy_check"):
+            out += ["", *_anatomy_rows(loo["anatomy_check"], loo["before"]["forced_leg"])]
     else:
         out += ["", "Leave-one-out numbers (a leg segmenter that never saw the slice, then one incremental round "
                     "through the server on the slice's saved label) were not measured in this run. To get them:",
                 "", "```bash", LOO_COMMANDS, "```"]
     return out
+
+
+def _anatomy_rows(check: dict, real: dict) -> list[str]:
+    """The anatomy check: the leave-one-out segmenter on renders of the slice's own anatomy and of
+    held-out phantom anatomy, in the same training contrasts, beside the slice itself."""
+    muscles = list(real["per_muscle"])
+    names = {"real_slice_anatomy": "renders of the real slice's own label and tissue maps",
+             "phantom_anatomy": "renders of held-out phantom anatomy (test subjects)"}
+    rows = ["Anatomy check (leave-one-out segmenter, region forced to leg): the training renderer draws "
+            "the real slice's own anatomy and held-out phantom anatomy in the same contrasts. A gap between "
+            "the two renders is anatomy the phantoms lack; a gap between the slice's renders and the slice "
+            "itself is appearance.", "",
+            _row(["input", "renders", "mean Dice (range)", *muscles]), _row(["---"] + ["---:"] * (len(muscles) + 2)),
+            _row(["the real slice itself", 1, f"{real['mean_dice']:.3f}", *(f"{real['per_muscle'][m]:.3f}" for m in muscles)])]
+    for anatomy, c in check.items():
+        rows.append(_row([names.get(anatomy, anatomy), c["renders"], f"{c['mean_dice']:.3f} ({c['min']:.3f}-{c['max']:.3f})",
+                          *(f"{c['per_muscle'][m]:.3f}" for m in muscles)]))
+    return rows
 
 
 def _guard_words(loo: dict) -> str:

@@ -56,3 +56,22 @@ def test_the_leave_one_out_rows_say_whether_they_come_from_an_ensemble_or_one_ne
     assert leg_segmenter_kind(ensemble) == "an ensemble of 3 members"
     assert leg_segmenter_kind(single) == "one network (class term uniform, seed 2)"
     assert leg_segmenter_kind(bare) == "not recorded"
+
+
+@pytest.mark.skipif(not REAL_VOLUMES.is_dir(), reason=f"real data not at {REAL_VOLUMES}")
+def test_the_anatomy_check_renders_both_anatomies_in_turn_of_contrast_with_their_truths():
+    """The anatomy check's renders: as many of the real slice's anatomy as of the phantoms', every
+    render of the slice with the slice's own truth (appearance changes, labels do not), six leg
+    muscles in every truth and no unknown value (255) left in it."""
+    from bench.bench_real import anatomy_renders
+
+    renders = anatomy_renders(4)
+    assert set(renders) == {"real_slice_anatomy", "phantom_anatomy"}
+    real, phantom = renders["real_slice_anatomy"], renders["phantom_anatomy"]
+    assert len(real) == len(phantom) == 4
+    for image, truth in real + phantom:
+        assert image.shape == truth.shape and image.shape[2] == 1
+        assert set(np.unique(truth)) == {0, 13, 14, 15, 16, 17, 18}
+    assert all(np.array_equal(truth, real[0][1]) for _, truth in real)
+    assert not np.allclose(real[0][0], real[1][0])  # another contrast family
+    assert not np.array_equal(phantom[0][1], phantom[1][1])  # another subject
