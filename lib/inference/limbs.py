@@ -34,9 +34,9 @@ in-plane structuring elements: 0.27 s instead of 0.62 s for 31 slices of 432 x 4
 masks differing from full resolution by 2 % of their area. The holes are filled by labelling the
 background once (0.03 s for 52 slices, against 0.07 s for ``binary_fill_holes``'s repeated
 dilation, same masks), and the two halves of the slab run in two threads, since scipy's labelling
-and morphology release the GIL: the body masks of a 432 x 432 x 52 thigh phantom take 0.13 s
-instead of 0.21 s, the whole ``find_limbs`` 0.43 s instead of 0.54 s (2-core AMD EPYC, AVX2,
-2026-12-06, medians of 5).
+and morphology release the GIL: ``find_limbs`` on a 432 x 432 x 52 thigh phantom takes 0.44 s
+instead of 0.56 s, with the same limbs (2-core AMD EPYC, AVX2, 2026-12-06, medians of 8
+interleaved runs).
 """
 
 from __future__ import annotations
