@@ -70,6 +70,7 @@ SKIN_MARGIN = 3  # px: labels this close to the body mask are skin partial volum
 OUTLINE_CLOSING = 4  # px: gaps of the bright skin and fat ring bridged before the holes are filled
 RENDERS = 12  # renders per anatomy in the anatomy check: each contrast family 3 times
 PHANTOM_SUBJECTS = 6  # held-out phantom test subjects in the anatomy check, two calf levels each
+PHANTOM_LEVELS = (4, 7)  # of each subject's 12 slices along the calf: the two drawn
 
 
 def body_outline(image_slice: np.ndarray) -> np.ndarray:
@@ -196,8 +197,9 @@ def anatomy_renders(n: int = RENDERS) -> dict[str, list[tuple[np.ndarray, np.nda
     phantoms' unknown muscles (255) and the slice's unlabelled ones are background in the truth."""
     real = real_leg_source()
     seeds = [SEED_BASE["test"] + i for i in range(PHANTOM_SUBJECTS)]
-    phantoms = phantom_label_slices("leg", seeds, 12, LAYOUTS["leg"])
-    levels = [subject * 12 + level for level in (4, 7) for subject in range(PHANTOM_SUBJECTS)]
+    n_slices = 12
+    phantoms = phantom_label_slices("leg", seeds, n_slices, LAYOUTS["leg"])
+    levels = [subject * n_slices + level for level in PHANTOM_LEVELS for subject in range(PHANTOM_SUBJECTS)]
     maps = {"real_slice_anatomy": [(real.tissue[0], real.label[0])] * n,
             "phantom_anatomy": [(phantoms.tissue[k], phantoms.label[k]) for k in levels[:n]]}
     out = {}
