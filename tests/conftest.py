@@ -35,11 +35,16 @@ def server_env() -> dict:
 class Server:
     """A ``python main.py serve`` subprocess on a free loopback port and its own studies copy."""
 
-    def __init__(self, studies: Path, log_path: Path, extra_args=(), monailabel_cli: bool = False, model_dir=None):
+    def __init__(self, studies: Path, log_path: Path, extra_args=(), monailabel_cli: bool = False, model_dir=None,
+                 compile_networks: bool = False):
         self.studies = studies
         # its own live-model folder: training in one test server never touches apps/muscle/model
         self.model_dir = Path(model_dir) if model_dir else log_path.parent / f"model_{log_path.stem}"
-        extra_args = ["--conf", "model_dir", str(self.model_dir), *extra_args]
+        # Compiling (lib.networks.compiled, on by default) is off unless a test asks for it: dozens
+        # of servers each compiling in the background would load CI's 2 cores unpredictably. It
+        # gives the same labels; tests/networks/test_compiled.py and the server test there cover it.
+        extra_args = ["--conf", "model_dir", str(self.model_dir),
+                      "--conf", "compile_networks", str(compile_networks).lower(), *extra_args]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path

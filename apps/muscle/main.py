@@ -28,6 +28,7 @@ from lib.configs import CONFIGS  # noqa: E402
 from lib.data.datastore.local import MuscleDatastore  # noqa: E402
 from lib.data.dicom.dicomweb_datastore import dicomweb_datastore  # noqa: E402
 from lib.errors import UserError  # noqa: E402
+from lib.networks import compiled  # noqa: E402
 from lib.options import parse_bool  # noqa: E402
 from lib.server.auth import install_auth_fix  # noqa: E402
 from lib.server.batch_routes import install_batch_infer_check  # noqa: E402
@@ -63,6 +64,8 @@ class MuscleApp(MONAILabelApp):
         self.max_upload_mb = install_request_guard(conf)
         # slice scores are computed in the background only: at start-up, after saves, after a publish
         set_auto_scoring(parse_bool((conf or {}).get("auto_score_slices", True), "auto_score_slices"))
+        # fp32 CPU hosts: networks compiled in the background for the shapes they serve (lib.networks.compiled)
+        compiled.enable(parse_bool((conf or {}).get("compile_networks", True), "compile_networks"))
         install_auth_fix()  # MONAI Label's bearer-token check, usable with PyJWT 2
         install_batch_infer_check(self.check_batch_request)  # 4xx before a batch starts; off the event loop
         super().__init__(
@@ -73,6 +76,10 @@ class MuscleApp(MONAILabelApp):
             description="Per-slice thigh/leg classifier routing to a 12-muscle thigh and a 6-muscle leg segmenter",
             version="0.1.0",
         )
+
+    def info(self):
+        """MONAI Label's ``/info``, plus which networks run compiled (``compiled_networks``)."""
+        return {**super().info(), "compiled_networks": compiled.status()}
 
     def infer(self, request, datastore=None):
         """MONAI Label's infer, reading only datastore images, uploads and sessions (see names)."""

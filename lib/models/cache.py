@@ -15,6 +15,7 @@ import torch
 from lib.errors import NotFoundError
 from lib.models.store import live_path
 from lib.networks.checkpoint import build_from_checkpoint
+from lib.networks.compiled import allow_compiling
 from lib.networks.fast import prepare_for_inference
 
 _cache: dict[tuple[str, str], tuple[float, torch.nn.Module, dict]] = {}
@@ -31,6 +32,7 @@ def load_network(path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
             return cached[1], cached[2]
         model, meta = build_from_checkpoint(path, map_location="cpu", return_meta=True)
         model = prepare_for_inference(model, device=device)
+        allow_compiling(model, meta.get("name") or os.path.splitext(os.path.basename(path))[0], device)
         _cache[key] = (mtime, model, meta)
         return model, meta
 

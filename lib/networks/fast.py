@@ -21,6 +21,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from lib.networks.compiled import compiled_forward
+
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -150,8 +152,13 @@ def predict_logits(model: nn.Module, batch: Tensor, precision: str | None = None
     precision = precision or getattr(model, "inference_precision", "fp32")
     batch = batch.to(device=device, dtype=torch.float32)
     batch = batch.contiguous(memory_format=torch.channels_last)
+    forward = compiled_forward(model, batch) if precision == "fp32" else None  # None: eager (lib.networks.compiled)
+    if forward is None:
+        forward = model
+    elif batch.is_inference():
+        batch = batch.clone()  # the compiled graphs were made for ordinary tensors
     with inference_context(device, precision):
-        logits = model(batch)
+        logits = forward(batch)
     logits = logits.float()  # channels-last kept: argmax over classes is ~4x faster on it than NCHW
     offsets = getattr(model, "logit_adjustment", None)  # lib.networks.logit_adjustment
     if offsets is not None:
