@@ -49,7 +49,31 @@ def paper_weights(model_dir: Path) -> None:
         save_checkpoint(weight_file(model_dir, name), model, {"name": name, "preset": "paper", "source": "bench, untrained"})
 
 
-def run(repeats: int, preset: str = "compact", region: str = "thigh") -> dict:
+def compiles_pending(url: str, timeout: float = 600) -> bool:
+    """Wait until the server compiles nothing (``/info`` ``compiled_networks``); whether any
+    compile was pending when called."""
+    deadline, waited = time.monotonic() + timeout, False
+    while time.monotonic() < deadline:
+        networks = requests.get(f"{url}/info/", timeout=60).json().get("compiled_networks", {})
+        if not any(n["pending"] for n in networks.values()):
+            return waited
+        waited = True
+        time.sleep(1.0)
+    raise TimeoutError("the server's compiles did not finish")
+
+
+def warm_up(url: str, image: str) -> int:
+    """Requests until one leaves no compile behind: the first loads the models, and the server
+    compiles each recurring input shape in the background (``lib.networks.compiled``). Returns
+    how many warm-up requests it took."""
+    for count in range(1, 6):
+        requests.post(f"{url}/infer/muscle", params={"image": image}, timeout=600).raise_for_status()
+        if not compiles_pending(url) and count >= 2:  # a shape seen once per request compiles at the second
+            return count
+    return count
+
+
+def run(repeats: int, preset: str = "compact", region: str = "thigh", compile_networks: bool = True) -> dict:
     image = f"{region}_432x432x52"
     with tempfile.TemporaryDirectory() as tmp:
         studies = Path(tmp) / "studies"
@@ -59,11 +83,13 @@ def run(repeats: int, preset: str = "compact", region: str = "thigh") -> dict:
         model_dir = Path(tmp) / "model"
         if preset == "paper":
             paper_weights(model_dir)
-        server = Server(studies, Path(tmp) / "server.log", NO_BACKGROUND_SCORING, model_dir=model_dir)
+        server = Server(studies, Path(tmp) / "server.log", NO_BACKGROUND_SCORING, model_dir=model_dir,
+                        compile_networks=compile_networks)
         try:
             server.wait_ready()
+            warm_ups = warm_up(server.url, image)
             url = f"{server.url}/infer/muscle"
-            requests.post(url, params={"image": image}, timeout=600)  # warm-up: loads models
+            compiled = requests.get(f"{server.url}/info/", timeout=60).json().get("compiled_networks", {})
             rows = []
             for _ in range(repeats):
                 start = time.perf_counter()
@@ -80,7 +106,8 @@ def run(repeats: int, preset: str = "compact", region: str = "thigh") -> dict:
     med["overhead"] = med["wall"] - med["infer"]
     med["overhead_fraction"] = med["overhead"] / med["wall"]
     return {"volume": f"432x432x52 {region} phantom", "preset": preset, "region": region, "repeats": repeats, "median_seconds": med,
-            "runs": rows, "machine": machine()}
+            "runs": rows, "machine": machine(), "compile_networks": compile_networks, "warm_ups": warm_ups,
+            "compiled_networks": {name: n["ready"] for name, n in compiled.items()}}
 
 
 def result_key(preset: str, region: str) -> str:
@@ -104,6 +131,11 @@ def markdown(results: dict) -> str:
     lines += ["", f"Medians of {first['repeats']} runs after a warm-up; {m['cpu']}, {m['cpu_capability']}, "
               f"native bf16: {m['native_bf16']} (the fast path runs {precision}), {m['threads']} threads, "
               f"load {m['load_average_1min']}. `paper`: untrained weights of the paper's size (timing only)."]
+    shapes = {key: sorted({tuple(s) for ready in r.get("compiled_networks", {}).values() for s in ready})
+              for key, r in results.items()}
+    lines += ["", "Compiled networks (`lib.networks.compiled`): " + "; ".join(
+        f"{key}: {'input shapes ' + ', '.join('x'.join(map(str, s)) for s in shapes[key]) if shapes[key] else 'none, eager'}"
+        for key in results) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -112,8 +144,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--presets", nargs="+", default=["compact", "paper"], choices=["compact", "paper"])
     parser.add_argument("--regions", nargs="+", default=list(REGIONS), choices=list(REGIONS))
+    parser.add_argument("--no-compile", action="store_true",
+                        help="serve with --conf compile_networks false (the networks eager)")
     args = parser.parse_args()
-    results = {result_key(preset, region): run(args.repeats, preset, region)
+    results = {result_key(preset, region): run(args.repeats, preset, region, not args.no_compile)
                for preset in args.presets for region in args.regions}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "infer.json").write_text(json.dumps(results, indent=2) + "\n")
