@@ -39,7 +39,7 @@ from lib.server.names import check_infer_image  # noqa: E402
 from lib.server.threads import move_heavy_routes_off_the_loop  # noqa: E402
 from lib.settings import apply_server_defaults  # noqa: E402
 from lib.tasks.batch_infer import MuscleBatchInferTask, check_batch_request  # noqa: E402
-from lib.tasks.background import queue_scoring, set_auto_scoring  # noqa: E402
+from lib.tasks.background import in_background_process, queue_scoring, set_auto_scoring  # noqa: E402
 from lib.tasks.strategy_slices import DEFAULT_STRATEGY, SCORING_METHOD, ForegroundRandomSlices, RandomSlices  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -64,8 +64,10 @@ class MuscleApp(MONAILabelApp):
         self.max_upload_mb = install_request_guard(conf)
         # slice scores are computed in the background only: at start-up, after saves, after a publish
         set_auto_scoring(parse_bool((conf or {}).get("auto_score_slices", True), "auto_score_slices"))
-        # fp32 CPU hosts: networks compiled in the background for the shapes they serve (lib.networks.compiled)
-        compiled.enable(parse_bool((conf or {}).get("compile_networks", True), "compile_networks"))
+        # fp32 CPU hosts: networks compiled in the background for the shapes they serve
+        # (lib.networks.compiled); not in MONAI Label's short-lived train and scoring processes
+        compiled.enable(parse_bool((conf or {}).get("compile_networks", True), "compile_networks")
+                        and not in_background_process())
         install_auth_fix()  # MONAI Label's bearer-token check, usable with PyJWT 2
         install_batch_infer_check(self.check_batch_request)  # 4xx before a batch starts; off the event loop
         super().__init__(

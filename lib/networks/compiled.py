@@ -20,17 +20,17 @@ dropout switched on, another tensor kind) runs eager instead of compiling again
 
 Only on CPU with fp32 inference: bf16 hosts already meet the latency target, and compiled bf16
 was not measured. Off unless ``enable`` was called: the server turns it on (``--conf
-compile_networks false`` keeps it off); the command line runs one volume at a time, where a
-compile would cost more than it saves. A network that fails to compile (no C++ compiler, say)
+compile_networks false`` keeps it off), but not in MONAI Label's train and scoring processes,
+and the command line runs one volume at a time: there a compile would cost more than it saves. A network that fails to compile (no C++ compiler, say)
 is logged once and runs eager.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import nn
@@ -42,7 +42,8 @@ SIGHTINGS = 2  # a shape is compiled once it has been seen this often (one-off s
 
 _enabled = False
 _lock = threading.Lock()
-_compiler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compile")  # one compile at a time
+_jobs: queue.Queue = queue.Queue()  # compiles waiting for the one compile thread
+_worker: threading.Thread | None = None
 _networks: dict[str, "CompiledNetwork"] = {}  # network name -> its live copy's state (``status``)
 
 
@@ -110,7 +111,7 @@ def compiled_forward(model: nn.Module, batch: torch.Tensor):
         # a volume's last, partial batch runs eager: only the full batches of each crop size compile
         if seen == SIGHTINGS and batch.shape[0] == full and len(state.ready) + len(state.pending) < MAX_SHAPES:
             state.pending.add(shape)
-            _compiler.submit(_compile, state, model, shape, batch.dtype, batch.device)
+            _submit(state, model, shape, batch.dtype, batch.device)
     return None
 
 
@@ -124,6 +125,21 @@ def _run(state: CompiledNetwork, graph, model: nn.Module, batch: torch.Tensor) -
         state.eager_fallbacks += 1
         logger.debug(f"{state.name}: eager for {tuple(batch.shape)} ({type(error).__name__}: {error})")
         return model(batch)
+
+
+def _submit(*job) -> None:
+    """Queue a compile for the one compile thread (a daemon: a server stopping mid-compile exits
+    at once). Called with ``_lock`` held."""
+    global _worker
+    _jobs.put(job)
+    if _worker is None or not _worker.is_alive():
+        _worker = threading.Thread(target=_compile_forever, name="compile", daemon=True)
+        _worker.start()
+
+
+def _compile_forever() -> None:
+    while True:
+        _compile(*_jobs.get())
 
 
 def _compile(state: CompiledNetwork, model: nn.Module, shape: tuple, dtype, device) -> None:
