@@ -10,19 +10,17 @@ segmenter on 240 px crops 0.170 -> 0.135 s, the leg ensemble 0.533 -> 0.405 s; l
 
 How: the server registers each network it loads (``allow_compiling``, called by
 ``lib.models.cache``). The second time ``predict_logits`` sees one input shape for it (a full
-batch: a volume's last, partial batch stays eager), a background thread compiles the network
-for that shape: 3-25 s of one core, the longer the
-first time on a machine (Inductor keeps its kernels in a disk cache). Until then, and for every
-other shape, the network runs eager, so no request waits for a compile. A compiled graph serves
-only the shape and mode it was made for: a call that would need another graph (Monte-Carlo
-dropout switched on, another tensor kind) runs eager instead of compiling again
-(``fail_on_recompile``).
+batch: a volume's last, partial batch stays eager), a background thread compiles the network for
+that shape: 3-25 s of one core, the longer the first time on a machine (Inductor keeps its
+kernels in a disk cache). Until then, and for every other shape, the network runs eager, so no
+request waits for a compile. A compiled graph serves only the batches it was made for (shape
+and strides, ordinary tensors, inference mode): Monte-Carlo dropout and other shapes run eager.
 
 Only on CPU with fp32 inference: bf16 hosts already meet the latency target, and compiled bf16
-was not measured. Off unless ``enable`` was called: the server turns it on (``--conf
-compile_networks false`` keeps it off), but not in MONAI Label's train and scoring processes,
-and the command line runs one volume at a time: there a compile would cost more than it saves. A network that fails to compile (no C++ compiler, say)
-is logged once and runs eager.
+was not measured. Off unless ``enable`` was called. The server calls it (``--conf
+compile_networks false`` keeps it off), but not in MONAI Label's short-lived train and scoring
+processes; the command line runs one volume at a time. There a compile would cost more than it
+saves. A network that fails to compile (no C++ compiler, say) is logged once and runs eager.
 """
 
 from __future__ import annotations
@@ -39,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 MAX_SHAPES = 4  # compiled input shapes per network: the limb crops come in a few sizes (240, 288... px)
 SIGHTINGS = 2  # a shape is compiled once it has been seen this often (one-off shapes stay eager)
+DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
 _enabled = False
 _lock = threading.Lock()
@@ -53,10 +52,6 @@ def enable(on: bool = True) -> None:
     _enabled = bool(on)
 
 
-def enabled() -> bool:
-    return _enabled
-
-
 class CompiledNetwork:
     """The compiled graphs of one inference copy of a network, by input shape."""
 
@@ -69,7 +64,7 @@ class CompiledNetwork:
         self.failed: str | None = None
         self.compiled_calls = 0
         self.eager_fallbacks = 0
-        self._dropouts = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+        self._dropouts = [m for m in model.modules() if isinstance(m, DROPOUTS)]
 
     def sampling(self) -> bool:
         """Monte-Carlo dropout is on (``enable_mc_dropout``): the compiled graphs do not sample."""
@@ -116,14 +111,16 @@ def compiled_forward(model: nn.Module, batch: torch.Tensor):
 
 
 def _run(state: CompiledNetwork, graph, model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    # No ``set_stance("fail_on_recompile")`` here: the stance is global to the process, and the
+    # compile thread's first call under it would fail. A graph only gets the batches it was made
+    # for (same shape and strides, ordinary tensors, inference mode, dropout off), so its guards hold.
     try:
-        with torch.compiler.set_stance("fail_on_recompile"):
-            out = graph(batch)
+        out = graph(batch)
         state.compiled_calls += 1
         return out
-    except Exception as error:  # a call the graph was not made for: eager, never a new compile
+    except Exception as error:  # never expected: answer eagerly rather than fail the request
         state.eager_fallbacks += 1
-        logger.debug(f"{state.name}: eager for {tuple(batch.shape)} ({type(error).__name__}: {error})")
+        logger.warning(f"{state.name}: eager for {tuple(batch.shape)} ({type(error).__name__}: {error})")
         return model(batch)
 
 
