@@ -84,14 +84,15 @@ def _limb_batches(volume: np.ndarray, slices: list[int], limbs: list[list[Limb]]
 def segment_limbs(model, volume: np.ndarray, slices: list[int], limbs: list[list[Limb]],
                   batch_size: int = BATCH_SIZE) -> np.ndarray:
     """Channel maps (H, W, len(slices)) uint8 of a segmenter run on each limb's crop of each chosen
-    slice of a model-grid volume (H, W, Z), pasted back inside that limb (``lib.inference.limbs``)."""
+    slice of a model-grid volume (H, W, Z), pasted back inside that limb, its skin margin left out
+    (``Limb.inner``, ``lib.inference.limbs``)."""
     device = next(model.parameters()).device
     out = np.zeros((*volume.shape[:2], len(slices)), np.uint8)
     for batch in _limb_batches(volume, slices, limbs, lambda limb: limb.crop_window(), batch_size):
         x = torch.from_numpy(np.stack([c for *_, c in batch])[:, None]).to(device, dtype=torch.float32)
         channels = predict_logits(model, x).argmax(1).to(torch.uint8).cpu().numpy()
         for (j, limb, (row0, col0, _), _), patch in zip(batch, channels):
-            paste(out[:, :, j], patch, row0, col0, limb.mask)
+            paste(out[:, :, j], patch, row0, col0, limb.inner)
     return out
 
 

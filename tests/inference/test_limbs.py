@@ -1,12 +1,14 @@
 """Limbs of a slice: found with a gel pad beside them, one limb alone, two limbs touching; their
-masks hold all the muscle. A slab's faded ends hold none."""
+masks less the skin margin hold all the muscle, and labels leave that margin. A slab's faded ends
+hold none."""
 
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
 from lib.data.phantoms.phantom import generate_phantom
-from lib.inference.limbs import body_masks, body_masks_threaded, crop, faded_end_slices, fill_slice_holes, find_limbs, paste
+from lib.inference.limbs import (SKIN_MARGIN, body_masks, body_masks_threaded, crop, faded_end_slices, fill_slice_holes,
+                                 find_limbs, paste)
 from lib.transforms.geometry import MODEL_SPACING
 from lib.transforms.preprocess import volume_to_model_grid
 
@@ -83,17 +85,30 @@ def test_an_empty_slice_has_no_limb():
     assert find_limbs(noise) == [[], []]
 
 
-def test_every_muscle_pixel_lies_inside_a_limb_mask():
-    """Labels are pasted inside the limb masks, skin included, and nowhere else: so the masks
-    must hold all muscle, of slim and fat-replaced legs, from the ankle to the knee."""
-    for seed, severity in ((20_007, "healthy"), (20_001, "severe")):
-        ph = generate_phantom("leg", seed, n_slices=6, severity=severity, spacing=(MODEL_SPACING, MODEL_SPACING, 5.0))
+def test_every_muscle_pixel_lies_inside_a_limb_mask_and_its_skin_margin():
+    """Labels are pasted inside the limb masks less their outer 2 px (skin and subcutaneous fat)
+    and nowhere else: so that inner part must hold all muscle, of slim and fat-replaced legs and
+    thighs, from the ankle to the knee."""
+    for region, seed, severity in (("leg", 20_007, "healthy"), ("leg", 20_001, "severe"), ("thigh", 20_003, "mild")):
+        ph = generate_phantom(region, seed, n_slices=6, severity=severity, spacing=(MODEL_SPACING, MODEL_SPACING, 5.0))
         image, label = volume_to_model_grid(ph.image, ph.label, ph.affine)
         for k, limbs in enumerate(find_limbs(image)):
             inside = np.zeros(label.shape[:2], bool)
             for limb in limbs:
-                inside |= limb.mask
+                assert not (limb.inner & ~limb.mask).any()
+                inside |= limb.inner
             assert label[:, :, k].any() and not (label[:, :, k] > 0)[~inside].any()
+
+
+def test_a_network_painting_its_whole_crop_leaves_the_skin_margin_unlabelled(legs):
+    image, _ = legs
+    for limb in find_limbs(image)[0]:
+        labels = np.zeros(limb.mask.shape, np.uint8)
+        row0, col0, size = limb.crop_window()
+        paste(labels, np.ones((size, size), np.uint8), row0, col0, limb.inner)
+        depth = ndi.distance_transform_edt(limb.mask)  # px to the nearest pixel outside the limb
+        assert labels[limb.mask & (depth <= SKIN_MARGIN)].sum() == 0
+        assert labels[limb.mask & (depth > SKIN_MARGIN + 1)].all()
 
 
 def slab(image: np.ndarray, gains: list[float]) -> np.ndarray:
