@@ -1,5 +1,6 @@
-"""Bone under muscle labels: found in fat-bright slices, cleared; muscle, fat-dark slices,
-marrow-like fat between muscles and a muscle compartment ringed by a dark band left alone."""
+"""Bone under muscle labels: found in fat-bright slices, bright marrow or dark, cleared; muscle,
+fat-dark slices, marrow-like fat between muscles and a muscle compartment ringed by a dark band
+left alone."""
 
 import numpy as np
 import pytest
@@ -50,6 +51,21 @@ def test_clear_bone_sets_bone_labels_to_background_only(thighs):
     assert channels[bone, 0].sum() < 0.1 * bone.sum()
     kept = (label > 0) & ~bone
     assert (channels[kept, 0] == label[kept]).mean() > 0.99
+
+
+def test_a_bone_whose_marrow_is_as_dark_as_its_cortex_is_found(thighs):
+    """Marrow without a fat signal (red marrow, some PD and GRE contrasts: ``qmritools_thigh``):
+    the whole femur is a signal void, no bright hole in a dark ring; it is found as a convex void."""
+    image, label, bone = thighs
+    dark_marrow = image[:, :, 0].copy()
+    cortex_level = np.median(dark_marrow[bone & (dark_marrow < np.median(dark_marrow[bone]))])
+    dark_marrow[bone] = cortex_level
+    painted = painted_over_bone(label, bone)
+    for limb in find_limbs(image)[0]:
+        found = bone_mask(dark_marrow, painted > 0, limb.mask)
+        own = bone & limb.mask
+        assert (found & own).sum() > 0.9 * own.sum()
+        assert (found & (label > 0)).sum() < 0.01 * (label[limb.mask] > 0).sum()
 
 
 def distance_from(shape, centre):
