@@ -73,7 +73,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.measure import regionprops
 
-from lib.inference.limbs import Limb
+from lib.inference.limbs import Limb, fill_slice_holes
 from lib.transforms.geometry import MODEL_SPACING
 from lib.transforms.weights import cross_filter
 
@@ -116,14 +116,6 @@ def _is_marrow(image: np.ndarray, hole: np.ndarray, void: np.ndarray, fat: float
     return regionprops(hole.astype(np.uint8))[0].solidity >= MIN_SOLIDITY
 
 
-def _filled(mask: np.ndarray) -> np.ndarray:
-    """``binary_fill_holes`` of a 2D mask by labelling its background once (4-connected, as
-    scipy's): 3 to 4 times faster on the void components of a limb here."""
-    background, _ = ndi.label(~mask)
-    edge = np.unique(np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]]))
-    return mask | ((background > 0) & ~np.isin(background, edge))
-
-
 def _dark_bones(img: np.ndarray, lab: np.ndarray, lmb: np.ndarray, depth: np.ndarray, dark: float,
                 largest: float, mm: float) -> np.ndarray:
     """Bones whose marrow is as dark as their cortex, on the limb's box: a component of the signal
@@ -131,7 +123,8 @@ def _dark_bones(img: np.ndarray, lab: np.ndarray, lmb: np.ndarray, depth: np.nda
     so that the skin's partial volume cannot ring the whole limb), its holes filled, that carries a
     label, measures ``MIN_AREA`` to ``largest`` mm^2, is a void as a whole (median below
     ``MAX_RING`` x the darker level) and is convex (``MIN_SOLIDITY``)."""
-    blobs, n = ndi.label(_filled(cross_filter(lmb & (img < MAX_RING * dark)) & (depth > 3 * mm)))
+    void = cross_filter(lmb & (img < MAX_RING * dark)) & (depth > 3 * mm)
+    blobs, n = ndi.label(fill_slice_holes(void[:, :, None])[:, :, 0])
     out = np.zeros(lmb.shape, bool)
     if n == 0:
         return out
