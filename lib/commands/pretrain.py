@@ -76,6 +76,8 @@ def run(args) -> int:
         for teacher in (weight_file(folder, segmenter_name(region)) for folder in teacher_folders(plan)):
             if self_training and not Path(teacher).is_file():
                 raise UserError(f"--self-training-teachers: no {teacher}")
+    if not 0 <= plan.one_limb_share <= 1:
+        raise UserError(f"--one-limb-share must be between 0 and 1, got {plan.one_limb_share}")
     if not 0 < plan.self_training_share < 1:
         raise UserError(f"--self-training-share must be between 0 and 1, got {plan.self_training_share}")
     get_preset(plan.preset)  # unknown preset -> error before any work

@@ -89,6 +89,9 @@ class PretrainPlan:
     real_slice_weight: float = 0.1  # share of leg and classifier draws from the real slice (0: left out)
     shapes_weight: float = 0.45  # share of thigh draws from the real thigh shapes
     own_image_share: float = 0.2  # share of phantom draws in the phantom's own GRE-like image
+    # share of the segmenters' rendered crops with the chosen limb alone in the field of view
+    # (lib.training.synthetic.draw_maps): scans of one limb
+    one_limb_share: float = 0.0
     classifier_epochs: int = 12
     classifier_subjects: int = 24  # per region, every slice along the limb (ends included)
     classifier_val_subjects: int = 6
@@ -237,7 +240,7 @@ def train_segmenter(region: str, plan: PretrainPlan, out: Path) -> dict:
         settings = TrainSettings(epochs=epochs, steps_per_epoch=plan.steps_per_epoch, lr=lr, patience=2,
                                  device=plan.device)
         batches = segmentation_batches(sources, shares, region, plan.batch_size, plan.crop or 240, plan.seed + index,
-                                       plan.own_image_share, plan.class_weights)
+                                       plan.own_image_share, plan.class_weights, plan.one_limb_share)
         histories.append(fit(
             model, batches, make_segmentation_loss(plan.loss), validate, settings,
             on_epoch=lambda e, s, i=index: print(
@@ -286,7 +289,7 @@ def self_train(model, region: str, plan: PretrainPlan, sources: list, shares: li
         settings = TrainSettings(epochs=epochs, steps_per_epoch=plan.steps_per_epoch, lr=lr, patience=epochs,
                                  device=plan.device)
         batches = segmentation_batches(sources, shares, region, plan.batch_size, plan.crop or 240, seed,
-                                       plan.own_image_share, plan.class_weights)
+                                       plan.own_image_share, plan.class_weights, plan.one_limb_share)
         histories.append(fit(
             model, batches, make_segmentation_loss(plan.loss), validate, settings, keep="last",
             on_epoch=lambda e, s, i=index: print(

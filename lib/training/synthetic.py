@@ -6,7 +6,8 @@ around it as inference makes one (``lib.inference.limbs``), then deforms the map
 ±20°, scale 0.85-1.2 with a little anisotropy, a large smooth warp and a fine one; the
 classifier's crops take a wider scale range, see ``classifier_batches``), sometimes
 adds objects that are not limbs (gel pads, bottles, coil bars: tissue OBJECT, label 0) and
-sometimes lets the field of view's edge cut the limb, and only then draws the appearance. The
+sometimes lets the field of view's edge cut the limb or leaves the chosen limb alone in it
+(``one_limb_share``), and only then draws the appearance. The
 maps are deformed with nearest lookups before rendering, so labels are copied, never invented,
 and the image stays sharp where the renderer wants it sharp.
 """
@@ -31,6 +32,7 @@ from lib.transforms.weights import IGNORE_VALUE, border_weight_map, inverse_freq
 MAX_CLASS_WEIGHT = 20.0  # cap of the inverse-frequency weight of a rare muscle
 OBJECTS_P = 0.3  # share of samples with objects beside the limb
 CUT_P = 0.1  # share of samples whose field of view cuts the limb
+CENTRE_RADIUS = 20  # px: the chosen limb is the component of the body most present this close to the crop's centre
 SCALE_RANGE = (0.85, 1.2)  # magnification of the maps, segmenter crops (and the classifier's by default)
 
 
@@ -111,11 +113,32 @@ def add_objects(tissue: np.ndarray, label: np.ndarray, rng: np.random.Generator,
         tissue[shape], label[shape] = OBJECT, 0
 
 
+def keep_centre_limb(tissue: np.ndarray, label: np.ndarray) -> None:
+    """Make everything but the body component at the crop's centre air, in place: the field of view
+    of a scan of one limb. Two touching limbs are one component and stay together."""
+    components, n = ndi.label(tissue != AIR)
+    if n < 2:
+        return
+    h, w = tissue.shape
+    rows, cols = np.ogrid[:h, :w]
+    near = (rows - h / 2) ** 2 + (cols - w / 2) ** 2 < CENTRE_RADIUS ** 2
+    counts = np.bincount(components[near].ravel(), minlength=n + 1)
+    counts[0] = 0
+    if counts.max() == 0:
+        return
+    other = (components != 0) & (components != counts.argmax())
+    tissue[other], label[other] = AIR, 0
+
+
 def draw_maps(source: LabelSlices, index: int, centre: tuple[float, float], size: int, rng: np.random.Generator,
-              jitter: float = 8.0, own_image: bool = False, scale_range: tuple[float, float] = SCALE_RANGE):
+              jitter: float = 8.0, own_image: bool = False, scale_range: tuple[float, float] = SCALE_RANGE,
+              one_limb_share: float = 0.0):
     """Deformed (tissue, label) crop of ``size`` around ``centre`` (+ jitter), objects and cuts drawn;
     with ``own_image``, the source's own image deformed alike (bilinear) comes third, and no
-    objects or cuts are drawn (they would have no signal in it)."""
+    objects or cuts are drawn (they would have no signal in it). In ``one_limb_share`` of the
+    rendered crops the other limb is taken out first (``keep_centre_limb``), so that a network
+    does not learn to tell medial from lateral by where the other limb is: on a scan of one limb
+    there is none."""
     pad = size // 4
     row0 = int(round(centre[0] + rng.normal(0, jitter) - size / 2)) - pad
     col0 = int(round(centre[1] + rng.normal(0, jitter) - size / 2)) - pad
@@ -127,6 +150,8 @@ def draw_maps(source: LabelSlices, index: int, centre: tuple[float, float], size
     if own_image:
         window = crop(source.images[index], row0, col0, size + 2 * pad)
         return tissue, label, ndi.map_coordinates(window, [rows, cols], order=1, mode="nearest").astype(np.float32)
+    if one_limb_share and rng.uniform() < one_limb_share:  # no draw when off: earlier recipes keep their streams
+        keep_centre_limb(tissue, label)
     if rng.uniform() < OBJECTS_P:
         add_objects(tissue, label, rng)
     if rng.uniform() < CUT_P:  # the field of view's edge crosses the limb
@@ -155,15 +180,16 @@ class SampleDrawer:
 
 
 def segmentation_sample(source: LabelSlices, index: int, centre, region: str, size: int,
-                        rng: np.random.Generator, own_image_share: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                        rng: np.random.Generator, own_image_share: float = 0.0,
+                        one_limb_share: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """One ``(image, channel label)`` crop (size, size) for ``region``'s segmenter: rendered, or
     with probability ``own_image_share`` the source's own image (gamma-jittered) where it has one,
-    always for a source drawn only in its own images."""
+    always for a source drawn only in its own images; ``one_limb_share``: see ``draw_maps``."""
     if source.images is not None and (source.own_image_only or rng.uniform() < own_image_share):
         tissue, label, image = draw_maps(source, index, centre, size, rng, own_image=True)
         image = np.clip(image, 0, 1) ** np.exp(rng.normal(0, 0.2))
     else:
-        tissue, label = draw_maps(source, index, centre, size, rng)
+        tissue, label = draw_maps(source, index, centre, size, rng, one_limb_share=one_limb_share)
         image = render(tissue, label, rng)
     channels = to_channels(label, region)
     if rng.uniform() < 0.5:  # left/right mirror: a mirrored limb is a limb of the other side
@@ -174,16 +200,19 @@ def segmentation_sample(source: LabelSlices, index: int, centre, region: str, si
 def segmentation_batches(sources: list[LabelSlices], weights, region: str, batch_size: int = 4,
                          size: int = MIN_CROP, seed: int = 0,
                          own_image_share: float = 0.0,
-                         class_weights: str = "inverse_frequency") -> Iterator[tuple[torch.Tensor, ...]]:
+                         class_weights: str = "inverse_frequency",
+                         one_limb_share: float = 0.0) -> Iterator[tuple[torch.Tensor, ...]]:
     """Endless ``(images, channel labels, weight maps)`` batches (SPEC §5 weights) of rendered crops;
-    ``class_weights="uniform"`` keeps only the weight maps' border term."""
+    ``class_weights="uniform"`` keeps only the weight maps' border term; ``one_limb_share``: the
+    share of rendered crops with the chosen limb alone (``draw_maps``)."""
     drawer = SampleDrawer(sources, weights, seed)
     frequencies = class_frequencies(sources, region) if class_weights == "inverse_frequency" else None
     while True:
         images, labels, weights_ = [], [], []
         for _ in range(batch_size):
             k, i, centre = drawer.draw()
-            image, channels = segmentation_sample(sources[k], i, centre, region, size, drawer.rng, own_image_share)
+            image, channels = segmentation_sample(sources[k], i, centre, region, size, drawer.rng, own_image_share,
+                                                  one_limb_share)
             weights_.append(border_weight_map(image, channels, num_classes(region), BORDER_SIGMA_PX[region],
                                               class_weights=class_weights, class_frequencies=frequencies,
                                               max_class_weight=MAX_CLASS_WEIGHT))

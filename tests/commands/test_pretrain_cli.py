@@ -105,6 +105,7 @@ def test_self_training_continues_a_network_on_its_teachers_labels_of_the_real_le
     (["--leg-stages", "", "--init-from", str(SHIPPED_WEIGHTS)], "nothing to train"),
     (["--leg-self-training", "4@fast"], "--leg-self-training: stage '4@fast'"),
     (["--self-training-share", "1"], "--self-training-share must be between 0 and 1"),
+    (["--one-limb-share", "1.5"], "--one-limb-share must be between 0 and 1"),
     (["--leg-self-training", "1@0.0005", "--self-training-teachers", "/nonexistent/seed1"],
      "--self-training-teachers: no /nonexistent/seed1/segmentation_leg.pt"),
 ])

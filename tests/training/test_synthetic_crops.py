@@ -10,11 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage as ndi
 
 from lib.data.phantoms.layout import AIR, OBJECT
 from lib.data.phantoms.shapes import LabelSlices, phantom_label_slices
 from lib.labels import num_classes, region_labels
-from lib.training.synthetic import classifier_batches, draw_maps, limb_centres, segmentation_batches, to_channels
+from lib.training.synthetic import (classifier_batches, draw_maps, keep_centre_limb, limb_centres, segmentation_batches,
+                                    to_channels)
 from lib.transforms.weights import IGNORE_VALUE
 
 CROP = 240
@@ -96,6 +98,44 @@ def test_same_seed_same_batch_other_seed_other_batch(sources):
         for x, y in zip(a, b):
             assert torch.equal(x, y)
     assert not all(torch.equal(a[0], b[0]) for a, b in zip(first, other))
+
+
+def body_components(tissue: np.ndarray) -> int:
+    return ndi.label((tissue != AIR) & (tissue != OBJECT))[1]
+
+
+def test_a_one_limb_crop_keeps_only_the_limb_at_its_centre(sources):
+    """The thigh phantom's crops hold both thighs; with ``one_limb_share`` 1 only the chosen one is
+    left, its labels untouched, and with 0 the crops are those of the recipe before the share."""
+    thigh = sources["thigh"]
+    centre = limb_centres(thigh.tissue)[0][0]
+    both = [draw_maps(thigh, 0, centre, CROP, np.random.default_rng(k), one_limb_share=0.0) for k in range(6)]
+    alone = [draw_maps(thigh, 0, centre, CROP, np.random.default_rng(k), one_limb_share=1.0) for k in range(6)]
+    assert sum(body_components(tissue) >= 2 for tissue, _ in both) >= 2  # the other thigh shows in some crops
+    for (tissue, label), (tissue1, label1) in zip(both, alone):
+        assert body_components(tissue1) == 1
+        assert label1[tissue1 == AIR].max(initial=0) == 0
+        assert (label1 > 0).sum() > 0.3 * (label > 0).sum()  # the chosen limb's muscles are kept
+    before = take(segmentation_batches([thigh], [1.0], "thigh", batch_size=2, size=CROP, seed=7), 2)
+    off = take(segmentation_batches([thigh], [1.0], "thigh", batch_size=2, size=CROP, seed=7, one_limb_share=0.0), 2)
+    assert all(torch.equal(x, y) for a, b in zip(before, off) for x, y in zip(a, b))
+
+
+def test_keep_centre_limb_keeps_what_touches_the_centre_limb_and_leaves_a_crop_without_one_alone():
+    rows, cols = np.ogrid[:100, :100]
+    tissue = np.zeros((100, 100), np.uint8)
+    tissue[(rows - 50) ** 2 + (cols - 12) ** 2 < 10 ** 2] = 3
+    tissue[(rows - 50) ** 2 + (cols - 88) ** 2 < 10 ** 2] = 3
+    label = (tissue > 0).astype(np.uint8) * 5
+    t, l = tissue.copy(), label.copy()
+    keep_centre_limb(t, l)
+    assert np.array_equal(t, tissue) and np.array_equal(l, label)  # no limb within 20 px of the centre
+    tissue[(rows - 50) ** 2 + (cols - 50) ** 2 < 12 ** 2] = 3  # a limb at the centre ...
+    tissue[48:52, 20:40] = 3  # ... touching the left one
+    label = (tissue > 0).astype(np.uint8) * 5
+    keep_centre_limb(tissue, label)
+    assert tissue[50, 12] and tissue[50, 50] and label[50, 12]
+    assert not tissue[50, 88] and not label[50, 88]
 
 
 def test_classifier_batches_are_reproducible_finite_and_carry_each_sources_class(sources):
