@@ -113,21 +113,21 @@ def add_objects(tissue: np.ndarray, label: np.ndarray, rng: np.random.Generator,
         tissue[shape], label[shape] = OBJECT, 0
 
 
-def keep_centre_limb(tissue: np.ndarray, label: np.ndarray) -> None:
+def keep_centre_limb(tissue: np.ndarray, label: np.ndarray) -> np.ndarray:
     """Make everything but the body component at the crop's centre air, in place: the field of view
-    of a scan of one limb. Two touching limbs are one component and stay together."""
+    of a scan of one limb. Two touching limbs are one component and stay together. Returns what
+    was taken out (H, W) bool."""
     components, n = ndi.label(tissue != AIR)
-    if n < 2:
-        return
     h, w = tissue.shape
     rows, cols = np.ogrid[:h, :w]
     near = (rows - h / 2) ** 2 + (cols - w / 2) ** 2 < CENTRE_RADIUS ** 2
     counts = np.bincount(components[near].ravel(), minlength=n + 1)
     counts[0] = 0
-    if counts.max() == 0:
-        return
+    if n < 2 or counts.max() == 0:
+        return np.zeros(tissue.shape, bool)
     other = (components != 0) & (components != counts.argmax())
     tissue[other], label[other] = AIR, 0
+    return other
 
 
 def draw_maps(source: LabelSlices, index: int, centre: tuple[float, float], size: int, rng: np.random.Generator,
@@ -136,9 +136,9 @@ def draw_maps(source: LabelSlices, index: int, centre: tuple[float, float], size
     """Deformed (tissue, label) crop of ``size`` around ``centre`` (+ jitter), objects and cuts drawn;
     with ``own_image``, the source's own image deformed alike (bilinear) comes third, and no
     objects or cuts are drawn (they would have no signal in it). In ``one_limb_share`` of the
-    rendered crops the other limb is taken out first (``keep_centre_limb``), so that a network
-    does not learn to tell medial from lateral by where the other limb is: on a scan of one limb
-    there is none."""
+    crops the other limb is taken out first (``keep_centre_limb``; in an own image its pixels
+    take the level of the air), so that a network does not learn to tell medial from lateral by
+    where the other limb is: on a scan of one limb there is none."""
     pad = size // 4
     row0 = int(round(centre[0] + rng.normal(0, jitter) - size / 2)) - pad
     col0 = int(round(centre[1] + rng.normal(0, jitter) - size / 2)) - pad
@@ -149,7 +149,14 @@ def draw_maps(source: LabelSlices, index: int, centre: tuple[float, float], size
     label = crop(source.label[index], row0, col0, size + 2 * pad)[ri, ci]
     if own_image:
         window = crop(source.images[index], row0, col0, size + 2 * pad)
-        return tissue, label, ndi.map_coordinates(window, [rows, cols], order=1, mode="nearest").astype(np.float32)
+        image = ndi.map_coordinates(window, [rows, cols], order=1, mode="nearest").astype(np.float32)
+        if one_limb_share and rng.uniform() < one_limb_share:
+            removed = keep_centre_limb(tissue, label)
+            if removed.any():  # the other limb's pixels, and its 2 px of interpolated rim, take the air's level
+                rim = ndi.binary_dilation(removed, iterations=2) & (tissue == AIR)
+                air = (tissue == AIR) & ~rim
+                image[rim] = np.median(image[air]) if air.any() else 0.0
+        return tissue, label, image
     if one_limb_share and rng.uniform() < one_limb_share:  # no draw when off: earlier recipes keep their streams
         keep_centre_limb(tissue, label)
     if rng.uniform() < OBJECTS_P:
@@ -186,7 +193,7 @@ def segmentation_sample(source: LabelSlices, index: int, centre, region: str, si
     with probability ``own_image_share`` the source's own image (gamma-jittered) where it has one,
     always for a source drawn only in its own images; ``one_limb_share``: see ``draw_maps``."""
     if source.images is not None and (source.own_image_only or rng.uniform() < own_image_share):
-        tissue, label, image = draw_maps(source, index, centre, size, rng, own_image=True)
+        tissue, label, image = draw_maps(source, index, centre, size, rng, own_image=True, one_limb_share=one_limb_share)
         image = np.clip(image, 0, 1) ** np.exp(rng.normal(0, 0.2))
     else:
         tissue, label = draw_maps(source, index, centre, size, rng, one_limb_share=one_limb_share)

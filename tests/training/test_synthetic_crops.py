@@ -89,6 +89,23 @@ def test_a_source_with_its_own_image_gives_the_same_kind_of_batch(sources):
     assert torch.isfinite(images).all() and set(torch.unique(labels).tolist()) <= allowed_channels("leg")
 
 
+def test_a_one_limb_crop_of_an_own_image_gives_the_other_limb_the_airs_level(sources):
+    thigh = sources["thigh"]
+    own = LabelSlices(thigh.tissue, thigh.label, "thigh", thigh.sources,
+                      images=np.where(thigh.tissue == AIR, 0.02, 0.7).astype(np.float32))
+    centre = limb_centres(thigh.tissue)[0][0]
+    other_limb_seen = 0
+    for k in range(6):
+        tissue, label, image = draw_maps(own, 0, centre, CROP, np.random.default_rng(k), own_image=True,
+                                         one_limb_share=1.0)
+        both_tissue, _, both_image = draw_maps(own, 0, centre, CROP, np.random.default_rng(k), own_image=True)
+        assert body_components(tissue) == 1 and not label[tissue == AIR].any()
+        far = ndi.binary_erosion(tissue == AIR, iterations=3)  # off the kept limb's interpolated edge
+        assert image[far].max() <= 0.02 + 1e-4  # air (0.02) or the zeros beyond the source slice
+        other_limb_seen += int((both_image[far] > 0.1).any())
+    assert other_limb_seen >= 2  # where the other thigh showed, it is gone
+
+
 def test_same_seed_same_batch_other_seed_other_batch(sources):
     both, weights = [sources["leg"], sources["thigh"]], [0.5, 0.5]
     first = take(segmentation_batches(both, weights, "leg", batch_size=2, size=CROP, seed=7), 2)
