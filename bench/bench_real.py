@@ -17,6 +17,10 @@ and an anatomy check: the same leg segmenter on renders of the slice's own label
 and on renders of held-out phantom anatomy, drawn by the training renderer in the same contrasts.
 Where the two differ, the phantoms' anatomy is what the held-out Dice lacks; where the renders of
 the slice score well above the slice itself, its appearance is.
+Each volume is also cut at the gap between its two limbs into a volume of one limb (same voxels,
+same world coordinates), as a scan of one limb gives it, and served again: the one-limb labels are
+compared with the bilateral run's on the same voxels (the networks see one limb's crop, but that
+crop holds the edge of the other limb when both are scanned).
 Writes ``bench/results/real.json``, ``real.md`` and ``real/<volume>.png``.
 """
 
@@ -83,6 +87,57 @@ def body_outline(image_slice: np.ndarray) -> np.ndarray:
     mask = np.pad(body_mask(scaled), pad)
     mask = ndi.binary_closing(mask, ndi.generate_binary_structure(2, 2), iterations=pad)
     return ndi.binary_fill_holes(mask)[pad:-pad, pad:-pad]
+
+
+TOUCHING_SHARE = 0.1  # a cut through more body than this share of the profile's peak is not a gap
+
+
+def limb_halves(path: Path) -> dict[str, tuple[int, slice]] | None:
+    """``{"left": (axis, index range), "right": ...}``: the volume cut along its left-right axis at
+    the emptiest column of the middle half of its body profile (summed over slices); None where
+    that column holds more than ``TOUCHING_SHARE`` of the peak (no gap: one limb, or limbs touching
+    along the volume). Where the limbs touch on a few slices (the thighs near the groin) the cut
+    runs through the contact, as a field of view's edge would."""
+    img = nib.load(path)
+    raw = np.asarray(img.dataobj, np.float32)
+    raw = raw[..., 0] if raw.ndim == 4 else raw
+    codes = nib.aff2axcodes(img.affine)
+    axis = next(i for i, c in enumerate(codes[:3]) if c in "LR")
+    body = np.stack([body_outline(raw[:, :, k]) for k in range(raw.shape[2])], 2)
+    profile = body.sum(axis=tuple(i for i in range(3) if i != axis)).astype(float)
+    n = len(profile)
+    cut = n // 4 + int(np.argmin(profile[n // 4: 3 * n // 4]))
+    if profile[cut] > TOUCHING_SHARE * profile.max() or not 0.2 < profile[:cut].sum() / profile.sum() < 0.8:
+        return None  # no gap, or all the body on one side of it (one limb)
+    low, high = slice(0, cut), slice(cut, n)
+    return {"left": (axis, low), "right": (axis, high)} if codes[axis] == "R" else {"left": (axis, high), "right": (axis, low)}
+
+
+def limb_volume(path: Path, axis: int, part: slice, out: Path) -> None:
+    """The voxels ``part`` of ``axis`` of a volume, saved with their own affine (same world positions)."""
+    img = nib.load(path)
+    index = [slice(None)] * len(img.shape)
+    index[axis] = part
+    nib.save(img.slicer[tuple(index)], out)
+
+
+def one_limb_agreement(server, name: str, halves: dict, bilateral: np.ndarray, tmp: Path) -> dict:
+    """Per side: the one-limb volume's labels against the bilateral run's on the same voxels."""
+    out = {}
+    for side, (axis, part) in halves.items():
+        result, label = infer(server, "muscle", f"{name}__{side}", tmp)
+        index = [slice(None)] * 3
+        index[axis] = part
+        before = bilateral[tuple(index)]
+        either = (label > 0) | (before > 0)
+        present = [v for v in np.unique(before) if v]
+        dice = dice_per_class(label, before, max(int(before.max()), int(label.max())) + 1)
+        out[side] = {"region": result["classification"]["region"], "labelled_voxels": int((label > 0).sum()),
+                     "bilateral_voxels": int((before > 0).sum()),
+                     "agreement": round(float((label == before)[either].mean()), 4) if either.any() else None,
+                     "mean_dice": round(float(np.mean([dice[v - 1] for v in present])), 4) if present else None,
+                     "min_dice": round(float(np.min([dice[v - 1] for v in present])), 4) if present else None}
+    return out
 
 
 def check_slice_axis(path: Path) -> None:
@@ -158,10 +213,11 @@ def label_checks(image: np.ndarray, label: np.ndarray, expected: list) -> dict:
             "muscles": muscles}
 
 
-def real_volume(server, path: Path, expected: list, tmp: Path, figure: Path) -> dict:
+def real_volume(server, path: Path, expected: list, tmp: Path, figure: Path, halves: dict | None) -> dict:
     name = path.name.removesuffix(".nii.gz")
     answer, _ = infer(server, "classifier", name, tmp)
     result, label = infer(server, "muscle", name, tmp)
+    one_limb = one_limb_agreement(server, name, halves, label, tmp) if halves else None
     scores = classifier_scores(answer, expected)
     img = nib.load(path)
     raw = np.asarray(img.dataobj, np.float32)
@@ -170,7 +226,7 @@ def real_volume(server, path: Path, expected: list, tmp: Path, figure: Path) -> 
     routed_same = list(routed_regions(result["classification"]).values()) == scores["routed"]
     return {"shape": list(img.shape), "spacing_mm": [round(float(z), 3) for z in img.header.get_zooms()[:3]],
             "classifier": scores, "muscle_routing_matches_classifier": routed_same,
-            "labels": label_checks(raw, label, expected)}
+            "labels": label_checks(raw, label, expected), "one_limb": one_limb}
 
 
 def slice_dice(server, truth: np.ndarray, tmp: Path, params: dict, image: str = STUDY_ID) -> dict:
@@ -306,8 +362,13 @@ def run(args) -> dict:
         tmp = Path(tmp)
         studies = tmp / "studies"
         studies.mkdir()
+        halves = {}
         for path in paths:
             shutil.copy(path, studies / path.name)
+            name = path.name.removesuffix(".nii.gz")
+            halves[name] = limb_halves(path)
+            for side, (axis, part) in (halves[name] or {}).items():
+                limb_volume(path, axis, part, studies / f"{name}__{side}.nii.gz")
         real = load_real_slice()
         save_nifti(studies / f"{STUDY_ID}.nii.gz", real.image, real.affine)
         folder = model_folder(tmp, args.model_dir)
@@ -317,7 +378,8 @@ def run(args) -> dict:
             for path in paths:
                 name = path.name.removesuffix(".nii.gz")
                 print(f"  {name}", flush=True)
-                volumes[name] = real_volume(server, path, expected[name], tmp, RESULTS / "real" / f"{name}.png")
+                volumes[name] = real_volume(server, path, expected[name], tmp, RESULTS / "real" / f"{name}.png",
+                                            halves[name])
             real_slice = both_ways(server, real.label, tmp)
         loo = loo_round(args, real, tmp) if args.loo_weights else None
     accuracies = [v["classifier"]["accuracy"] for v in volumes.values()]

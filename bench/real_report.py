@@ -150,6 +150,20 @@ def _label_table(volumes: dict, margin: int) -> list[str]:
     return out
 
 
+def _one_limb_table(volumes: dict) -> list[str]:
+    out = [_row(["volume", "limb alone", "region", "labelled voxels (bilateral run)", "labels agreeing",
+                 "mean Dice (lowest muscle)"]), _row(["---", "---", "---", "---:", "---:", "---:"])]
+    for name, v in volumes.items():
+        if not v.get("one_limb"):
+            out.append(_row([f"`{name}`", "not cut: no gap between the limbs", "", "", "", ""]))
+            continue
+        for side, r in v["one_limb"].items():
+            fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+            out.append(_row([f"`{name}`", side, r["region"], f"{r['labelled_voxels']} ({r['bilateral_voxels']})",
+                             fmt(r["agreement"]), f"{fmt(r['mean_dice'])} ({fmt(r['min_dice'])})"]))
+    return out
+
+
 def _dice_rows(label: str, runs: dict) -> list[str]:
     return [_row([f"{label}, {how}", r["region"] or "leg (forced)", f"{r['mean_dice']:.3f}",
                   *(f"{d:.3f}" for d in r["per_muscle"].values()), r["thigh_voxels"]])
@@ -234,7 +248,13 @@ def markdown(res: dict, md_path: Path) -> str:
            f"{margin} px (skin partial volume excluded). *On slices without anatomy*: labels on slices the CSV calls "
            "`none` (fold-over and noise at a slab's ends). *Other region's labels*: thigh labels anywhere in a leg "
            "volume, leg labels in a thigh volume.",
-           "", *_label_table(volumes, margin), "", *_dice_section(res), "",
+           "", *_label_table(volumes, margin), "",
+           "**One limb in the field of view.** Each volume cut at the gap between its limbs, each half served "
+           "as a volume of its own (same voxels and world coordinates, as a scan of one limb), its labels "
+           "against the bilateral run's on those voxels: *labels agreeing*, the share of voxels labelled in "
+           "either run that carry the same label; Dice per muscle of the bilateral run. The networks see one "
+           "limb's crop either way, so only what the crop holds of the other limb differs.", "",
+           *_one_limb_table(volumes), "", *_dice_section(res), "",
            "## 4. Overlays", "", "Four slices per volume (15, 40, 60, 85 % of the anatomy's range in the CSV).", ""]
     out += [f"![{name}](real/{name}.png)" for name in volumes]
     out += ["", *_notes(md_path, res["weights"], volumes), ""]

@@ -75,3 +75,30 @@ def test_the_anatomy_check_renders_both_anatomies_in_turn_of_contrast_with_their
     assert all(np.array_equal(truth, real[0][1]) for _, truth in real)
     assert not np.allclose(real[0][0], real[1][0])  # another contrast family
     assert not np.array_equal(phantom[0][1], phantom[1][1])  # another subject
+
+
+def test_a_volume_is_cut_into_its_two_limbs_at_the_gap_and_each_keeps_its_world_position(tmp_path):
+    """``bench real``'s one-limb check: two limbs with air between them are cut there, the patient's
+    left and right told from the affine; a volume of one limb is not cut."""
+    from bench.bench_real import limb_halves, limb_volume
+
+    rows, cols = np.mgrid[:120, :80]
+    limb = lambda r: (np.hypot(rows - r, cols - 40) < 22).astype(np.float32)  # noqa: E731
+    noise = np.random.default_rng(0).uniform(0, 0.5, (120, 80, 4)).astype(np.float32)
+    two = np.repeat(((limb(30) + 2 * limb(90)) * 100)[:, :, None], 4, 2) + noise  # the right limb brighter
+    affine = np.diag([1.5, 1.5, 5.0, 1.0])  # RAS: the first axis points to the patient's right
+    nib.save(nib.Nifti1Image(two, affine), tmp_path / "two.nii.gz")
+    halves = limb_halves(tmp_path / "two.nii.gz")
+    (axis, left), (_, right) = halves["left"], halves["right"]
+    assert axis == 0 and left.start == 0 and right.stop == 120 and 52 <= left.stop == right.start <= 68
+    limb_volume(tmp_path / "two.nii.gz", axis, right, tmp_path / "right.nii.gz")
+    half = nib.load(tmp_path / "right.nii.gz")
+    assert half.shape == (120 - right.start, 80, 4)
+    assert np.allclose(half.affine[:3, 3], affine[:3, :3] @ [right.start, 0, 0])  # same world positions
+    assert np.asarray(half.dataobj).max() > 150  # the brighter limb: the right one
+    mirrored = np.diag([-1.5, 1.5, 5.0, 1.0])  # LAS: the first axis points to the left
+    nib.save(nib.Nifti1Image(two, mirrored), tmp_path / "two_las.nii.gz")
+    assert limb_halves(tmp_path / "two_las.nii.gz")["left"][1] == right
+    one = np.repeat((limb(60) * 100)[:, :, None], 4, 2) + noise
+    nib.save(nib.Nifti1Image(one, affine), tmp_path / "one.nii.gz")
+    assert limb_halves(tmp_path / "one.nii.gz") is None
