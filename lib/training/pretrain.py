@@ -89,7 +89,7 @@ class PretrainPlan:
     real_slice_weight: float = 0.1  # share of leg and classifier draws from the real slice (0: left out)
     shapes_weight: float = 0.45  # share of thigh draws from the real thigh shapes
     own_image_share: float = 0.2  # share of phantom draws in the phantom's own GRE-like image
-    # share of the segmenters' rendered crops with the chosen limb alone in the field of view
+    # share of the segmenters' crops with the chosen limb alone in the field of view
     # (lib.training.synthetic.draw_maps): scans of one limb
     one_limb_share: float = 0.0
     classifier_epochs: int = 12

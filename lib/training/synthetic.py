@@ -147,18 +147,17 @@ def draw_maps(source: LabelSlices, index: int, centre: tuple[float, float], size
     ci = np.clip(np.rint(cols), 0, size + 2 * pad - 1).astype(np.intp)
     tissue = crop(source.tissue[index], row0, col0, size + 2 * pad)[ri, ci]
     label = crop(source.label[index], row0, col0, size + 2 * pad)[ri, ci]
+    removed = None
+    if one_limb_share and rng.uniform() < one_limb_share:  # no draw when off: earlier recipes keep their streams
+        removed = keep_centre_limb(tissue, label)
     if own_image:
         window = crop(source.images[index], row0, col0, size + 2 * pad)
         image = ndi.map_coordinates(window, [rows, cols], order=1, mode="nearest").astype(np.float32)
-        if one_limb_share and rng.uniform() < one_limb_share:
-            removed = keep_centre_limb(tissue, label)
-            if removed.any():  # the other limb's pixels, and its 2 px of interpolated rim, take the air's level
-                rim = ndi.binary_dilation(removed, iterations=2) & (tissue == AIR)
-                air = (tissue == AIR) & ~rim
-                image[rim] = np.median(image[air]) if air.any() else 0.0
+        if removed is not None and removed.any():  # the other limb and its 2 px interpolated rim: the air's level
+            rim = ndi.binary_dilation(removed, iterations=2) & (tissue == AIR)
+            air = (tissue == AIR) & ~rim
+            image[rim] = np.median(image[air]) if air.any() else 0.0
         return tissue, label, image
-    if one_limb_share and rng.uniform() < one_limb_share:  # no draw when off: earlier recipes keep their streams
-        keep_centre_limb(tissue, label)
     if rng.uniform() < OBJECTS_P:
         add_objects(tissue, label, rng)
     if rng.uniform() < CUT_P:  # the field of view's edge crosses the limb
@@ -193,7 +192,8 @@ def segmentation_sample(source: LabelSlices, index: int, centre, region: str, si
     with probability ``own_image_share`` the source's own image (gamma-jittered) where it has one,
     always for a source drawn only in its own images; ``one_limb_share``: see ``draw_maps``."""
     if source.images is not None and (source.own_image_only or rng.uniform() < own_image_share):
-        tissue, label, image = draw_maps(source, index, centre, size, rng, own_image=True, one_limb_share=one_limb_share)
+        tissue, label, image = draw_maps(source, index, centre, size, rng, own_image=True,
+                                         one_limb_share=one_limb_share)
         image = np.clip(image, 0, 1) ** np.exp(rng.normal(0, 0.2))
     else:
         tissue, label = draw_maps(source, index, centre, size, rng, one_limb_share=one_limb_share)
@@ -211,7 +211,7 @@ def segmentation_batches(sources: list[LabelSlices], weights, region: str, batch
                          one_limb_share: float = 0.0) -> Iterator[tuple[torch.Tensor, ...]]:
     """Endless ``(images, channel labels, weight maps)`` batches (SPEC §5 weights) of rendered crops;
     ``class_weights="uniform"`` keeps only the weight maps' border term; ``one_limb_share``: the
-    share of rendered crops with the chosen limb alone (``draw_maps``)."""
+    share of crops with the chosen limb alone (``draw_maps``)."""
     drawer = SampleDrawer(sources, weights, seed)
     frequencies = class_frequencies(sources, region) if class_weights == "inverse_frequency" else None
     while True:
