@@ -1,4 +1,5 @@
-"""Weight folders joined into one ensemble network, and split back: the files and their records.
+"""Weight folders joined into one ensemble network, split back, or interpolated into one network:
+the files and their records.
 
 An ensemble (``lib.networks.ensemble``) is served, fine-tuned and versioned as one network, so
 it lives in a folder as any network does: ``<network>.pt`` and a ``<network>.json`` record, which
@@ -60,3 +61,22 @@ def unpack_folder(folder: Path, out: Path, network: str) -> list[Path]:
         own = records[index] if index < len(records) else {"name": network}
         write_json_atomic(record_file(member.parent, network), own)
     return written
+
+
+def interpolate_folders(first: Path, second: Path, out: Path, network: str, share: float, command: str) -> dict:
+    """Write ``out/<network>.pt``, the weights ``share`` of the way from ``first``'s network to
+    ``second``'s (``lib.networks.checkpoint.save_interpolation``), and its record (``command`` and
+    both records); returns the record. Both are read before anything is written, so ``out`` may
+    be either folder."""
+    from lib.networks.checkpoint import save_interpolation
+
+    paths = [weight_file(f, network) for f in (first, second)]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise UserError(f"no {network} weights at {', '.join(missing)}")
+    records = member_records([first, second], network)
+    save_interpolation(weight_file(out, network), paths[0], paths[1], share, {"command": command})
+    record = {"name": network, "network": "segmenter", "command": command, "interpolation_share": share,
+              "first": {"folder": str(first), **records[0]}, "second": {"folder": str(second), **records[1]}}
+    write_json_atomic(record_file(out, network), record)
+    return record

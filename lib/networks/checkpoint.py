@@ -193,3 +193,62 @@ def save_ensemble_members(ensemble_path: str | os.PathLike, member_path,
                             {**shared, **records[index], "class_weights": meta["member_class_weights"][index]},
                             storage_dtype=storage_dtype)
             for index, member in enumerate(ensemble.members)]
+
+
+def save_interpolation(path: str | os.PathLike, first_path: str | os.PathLike, second_path: str | os.PathLike,
+                       share: float, meta: dict | None = None,
+                       storage_dtype: torch.dtype | None = torch.float16) -> Path:
+    """One segmenter whose weights lie ``share`` of the way from the first checkpoint's to the
+    second's, ``(1 - share) * first + share * second``, batch-norm statistics included; returns
+    the path.
+
+    Wortsman et al., "Robust fine-tuning of zero-shot models" (WiSE-FT, CVPR 2022): when the
+    second network was fine-tuned from the first, the weights between them stay in one basin,
+    and the interpolation keeps most of what each one is good at (there, accuracy on the fine-tuning
+    distribution and robustness under shift) at the cost of one network. Here the first is the
+    shipped thigh segmenter (the phantoms' own contrast) and the second its continuation on
+    randomised contrast (README, "Real MRI").
+
+    The class weights interpolate geometrically, so their logit adjustments
+    (``lib.networks.logit_adjustment``) interpolate as the weights do; a class of weight 0 in one
+    (absent from its data, offset 0) counts as weight 1 there.
+
+    Args:
+        path: destination file, written atomically.
+        first_path, second_path: segmenter checkpoints of the same network (same config, same
+            ``ENSEMBLE_SHARED_META``); the second usually continued from the first.
+        share: in [0, 1]; 0 gives the first, 1 the second.
+        meta: more JSON-able entries (how it was made).
+        storage_dtype: as ``save_checkpoint``; float16 as the shipped weights.
+    """
+    if not 0.0 <= share <= 1.0:
+        raise UserError(f"the interpolation share must be in [0, 1], got {share}")
+    models, metas = [], []
+    for member_path in (first_path, second_path):
+        model, member_meta = build_from_checkpoint(member_path, return_meta=True)
+        if member_meta.get("network") != "segmenter":
+            raise UserError(f"{member_path} holds a {member_meta.get('network')}, not a segmenter")
+        models.append(model)
+        metas.append(member_meta)
+    if metas[0]["config"] != metas[1]["config"]:
+        raise UserError(f"cannot interpolate different networks: {metas[0]['config']} and {metas[1]['config']}")
+    for key in ENSEMBLE_SHARED_META:
+        if metas[0].get(key) != metas[1].get(key):
+            raise UserError(f"the two networks disagree on {key!r}: {metas[0].get(key)!r} and {metas[1].get(key)!r}")
+    first, second = (m.state_dict() for m in models)
+    # Integer buffers (batch counts) are not weights: the first network's are kept.
+    mixed = {k: torch.lerp(v.float(), second[k].float(), share) if v.is_floating_point() else v
+             for k, v in first.items()}
+    models[0].load_state_dict(mixed)
+    own = {k: v for k, v in metas[1].items() if k not in ("network", "config")}
+    weights = [m.get("class_weights") for m in metas]
+    if (weights[0] is None) != (weights[1] is None):
+        raise UserError("one of the two networks carries class weights and the other does not: "
+                        "their predictions are not on one scale")
+    if weights[0] is not None:
+        a, b = (torch.tensor(w, dtype=torch.float64) for w in weights)
+        a, b = torch.where(a > 0, a, 1.0), torch.where(b > 0, b, 1.0)
+        own["class_weights"] = [round(float(w), 4) for w in a ** (1 - share) * b ** share]
+    first_record = {k: metas[0][k] for k in ("source", "validation_score", "version") if k in metas[0]}
+    own["interpolation"] = {"share": share, "first": first_record}
+    return save_checkpoint(path, models[0], {**own, **(meta or {})}, storage_dtype=storage_dtype)

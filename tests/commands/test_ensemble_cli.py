@@ -1,4 +1,5 @@
-"""``python main.py ensemble``: pretrain's folders joined into one served leg network, and its errors."""
+"""``python main.py ensemble``: pretrain's folders joined into one served leg network or interpolated
+into one, and its errors."""
 
 import json
 import subprocess
@@ -78,5 +79,30 @@ def test_unpack_gives_back_each_member_with_its_record(pretrained, tmp_path):
 def test_bad_members_are_one_line_errors_and_write_nothing(pretrained, tmp_path, members, message):
     out = tmp_path / "out"
     done = ensemble("--members", members.format(pretrained[0], missing=tmp_path / "nowhere"), "--out", str(out))
+    assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not out.exists()
+
+
+def test_interpolate_writes_one_network_between_the_two_with_both_records(pretrained, tmp_path):
+    out = tmp_path / "mid"
+    done = ensemble("--members", ",".join(map(str, pretrained)), "--interpolate", "0.5", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    model, meta = build_from_checkpoint(weight_file(out, "segmentation_leg"), return_meta=True)
+    assert meta["network"] == "segmenter" and meta["interpolation"]["share"] == 0.5
+    ends = [build_from_checkpoint(weight_file(f, "segmentation_leg")).state_dict() for f in pretrained]
+    key = "encoder.0.conv_in.weight"
+    assert torch.allclose(model.state_dict()[key], (ends[0][key] + ends[1][key]) / 2, atol=2e-3)
+    record = json.loads(record_file(out, "segmentation_leg").read_text())
+    assert record["interpolation_share"] == 0.5 and record["command"].endswith("--interpolate 0.5")
+    assert (record["first"]["plan"]["seed"], record["second"]["plan"]["seed"]) == (0, 2)
+
+
+@pytest.mark.parametrize("members, share, message", [
+    ("{0},{1},{0}", "0.5", "exactly two --members"),
+    ("{0},{1}", "-0.1", "must be in [0, 1]"),
+])
+def test_bad_interpolations_are_one_line_errors_and_write_nothing(pretrained, tmp_path, members, share, message):
+    out = tmp_path / "out"
+    done = ensemble("--members", members.format(*pretrained), "--interpolate", share, "--out", str(out))
     assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not out.exists()

@@ -7,8 +7,9 @@ import os
 import pytest
 import torch
 
+from lib.errors import UserError
 from lib.networks.checkpoint import (CheckpointError, build_from_checkpoint, load_checkpoint,
-                                     save_checkpoint)
+                                     save_checkpoint, save_interpolation)
 from lib.networks.fast import prepare_for_inference
 from lib.networks.presets import build_classifier, build_segmenter
 
@@ -99,3 +100,48 @@ def test_bad_meta_and_mismatched_weights(tmp_path):
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="does not fit"):
         build_from_checkpoint(path)
+
+
+def _leg_segmenter(tmp_path, seed: int, class_weights, width: int = 2):
+    torch.manual_seed(seed)
+    model = build_segmenter("leg", "compact", width=width).eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.num_batches_tracked.fill_(seed)
+    return save_checkpoint(tmp_path / f"s{seed}_w{width}.pt", model,
+                           {"name": "segmentation_leg", "region": "leg", "preset": "compact",
+                            "class_weights": class_weights, "validation_score": seed / 10})
+
+
+def test_interpolation_lies_between_the_two_networks_weight_by_weight(tmp_path):
+    first = _leg_segmenter(tmp_path, 1, [0.1, 10, 10, 10, 10, 10, 0])
+    second = _leg_segmenter(tmp_path, 2, [0.4, 10, 10, 10, 10, 40, 2])
+    path = save_interpolation(tmp_path / "mid.pt", first, second, 0.25, {"command": "test"})
+    mixed, meta = build_from_checkpoint(path, return_meta=True)
+    a, b = build_from_checkpoint(first).state_dict(), build_from_checkpoint(second).state_dict()
+    for key, value in mixed.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, 0.75 * a[key] + 0.25 * b[key], atol=2e-3), key  # float16 storage
+        else:  # batch counts are kept from the first, not averaged
+            assert torch.equal(value, a[key]), key
+    assert not torch.allclose(mixed.state_dict()["encoder.0.conv_in.weight"], a["encoder.0.conv_in.weight"], atol=1e-3)
+    # Geometric in the weights, so linear in the logit offsets; weight 0 counts as 1.
+    assert meta["class_weights"] == pytest.approx([0.1 ** 0.75 * 0.4 ** 0.25, 10, 10, 10, 10, 10 ** 0.75 * 40 ** 0.25,
+                                                   2 ** 0.25], rel=1e-3)
+    assert meta["interpolation"] == {"share": 0.25, "first": {"validation_score": 0.1}} and meta["command"] == "test"
+    x = torch.rand(1, 1, 96, 96)
+    with torch.no_grad():  # share 0, stored as it is, serves the first network's predictions
+        start = save_interpolation(tmp_path / "a.pt", first, second, 0.0, storage_dtype=None)
+        assert torch.allclose(build_from_checkpoint(start)(x), build_from_checkpoint(first)(x), atol=1e-6)
+
+
+def test_interpolation_refuses_other_networks_and_shares_outside_0_1(tmp_path):
+    first = _leg_segmenter(tmp_path, 1, [1.0] * 7)
+    with pytest.raises(UserError, match="in \\[0, 1\\]"):
+        save_interpolation(tmp_path / "x.pt", first, first, 1.5)
+    with pytest.raises(UserError, match="different networks"):
+        save_interpolation(tmp_path / "x.pt", first, _leg_segmenter(tmp_path, 2, [1.0] * 7, width=4), 0.5)
+    with pytest.raises(UserError, match="class weights"):
+        save_interpolation(tmp_path / "x.pt", first, _leg_segmenter(tmp_path, 3, None), 0.5)
+    assert not (tmp_path / "x.pt").exists()
