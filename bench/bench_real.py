@@ -1,6 +1,6 @@
 """Real MRI through the real server: regions, labels inside the limbs, overlays, the real leg slice.
 
-    .venv/bin/python -m bench.bench_real [--model-dir DIR] [--loo-weights DIR] [--epochs N] [--steps N]
+    .venv/bin/python -m bench.bench_real [--model-dir DIR] [--loo-weights DIR | --keep-loo] [--epochs N] [--steps N]
 
 The five unlabelled real volumes of ``/work/shared/data/real_volumes`` (scanners and contrasts the
 phantoms only imitate) are served by ``python main.py serve`` and called as a viewer calls it.
@@ -15,6 +15,8 @@ fit check. ``--loo-weights DIR`` (a ``segmentation_leg.pt`` from ``pretrain --re
 0``) adds the held-out Dice and the Dice after one incremental round on the slice's saved label,
 and an anatomy check: the same leg segmenter on renders of the slice's own label and tissue maps
 and on renders of held-out phantom anatomy, drawn by the training renderer in the same contrasts.
+``--keep-loo`` instead carries the last run's leave-one-out results over when only the thigh
+segmenter changed (they do not involve it).
 Where the two differ, the phantoms' anatomy is what the held-out Dice lacks; where the renders of
 the slice score well above the slice itself, its appearance is.
 Each volume is also cut at the gap between its two limbs into a volume of one limb (same voxels,
@@ -394,11 +396,30 @@ def run(args) -> dict:
             "loo": loo}
 
 
+def kept_loo(path: Path, weights: str) -> dict:
+    """The leave-one-out results of the run saved at ``path``, for a run served ``weights``: they
+    involve the real leg slice, so only the classifier and the leg segmenter (the LOO round
+    serves its own leg weights and these); a thigh segmenter alone may change. SystemExit when
+    there are none, or when the classifier or leg weights differ."""
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    if not earlier.get("loo"):
+        raise SystemExit(f"--keep-loo: {path} holds no leave-one-out results; run with --loo-weights")
+    def kept(version: str) -> dict:
+        return {n: h for n, h in (part.split(":", 1) for part in version.split("+")) if n != "segmentation_thigh"}
+    if kept(earlier["weights"]) != kept(weights):
+        raise SystemExit(f"--keep-loo: the classifier or leg weights changed since {path} "
+                         f"({earlier['weights']} -> {weights}); run with --loo-weights")
+    return {**earlier["loo"], "kept_from": f"{earlier['date']} run ({earlier['weights']})"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, help="weights to serve (default: the shipped weights/)")
     parser.add_argument("--loo-weights", type=Path,
                         help="folder with a segmentation_leg.pt that never saw the real slice")
+    parser.add_argument("--keep-loo", action="store_true",
+                        help="without --loo-weights: keep the last run's leave-one-out results, which depend only on "
+                             "the classifier and leg weights (refused when those differ)")
     parser.add_argument("--epochs", type=int, help="epochs of the LOO round (default: the server's)")
     parser.add_argument("--steps", type=int, help="steps per epoch of the LOO round (default: the server's)")
     args = parser.parse_args()
@@ -406,6 +427,8 @@ def main() -> None:
         print(f"bench real: skipped, no real data at {SHARED_DATA}")
         return
     res = run(args)
+    if args.keep_loo and res["loo"] is None:
+        res["loo"] = kept_loo(RESULTS / "real.json", res["weights"])
     text = markdown(res, RESULTS / "real.md")
     save_results("real", res, text)
     print(text)

@@ -187,7 +187,8 @@ def _dice_section(res: dict) -> list[str]:
                     f"{': ' + str(loo['reason']) if loo.get('reason') else ''}"
                     f"{_guard_words(loo)}) trained on this very slice, "
                     f"so the Dice after it says how well the round fits what it was shown. LOO weights: `{loo['weights']}`"
-                    f"{', ' + loo['leg_segmenter'] if loo.get('leg_segmenter') else ''}."]
+                    f"{', ' + loo['leg_segmenter'] if loo.get('leg_segmenter') else ''}."
+                    f"{' Kept from the ' + loo['kept_from'] + ' (--keep-loo): only the thigh segmenter changed since.' if loo.get('kept_from') else ''}"]
         if loo.get("anatomy_check"):
             out += ["", *_anatomy_rows(loo["anatomy_check"], loo["before"]["forced_leg"])]
     else:

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bench.bench_real import body_outline, leg_segmenter_kind
+from bench.bench_real import body_outline, kept_loo, leg_segmenter_kind
 from lib.data.real_volumes import REAL_VOLUMES, slice_regions
 from tests.conftest import ROOT
 
@@ -102,3 +102,20 @@ def test_a_volume_is_cut_into_its_two_limbs_at_the_gap_and_each_keeps_its_world_
     one = np.repeat((limb(60) * 100)[:, :, None], 4, 2) + noise
     nib.save(nib.Nifti1Image(one, affine), tmp_path / "one.nii.gz")
     assert limb_halves(tmp_path / "one.nii.gz") is None
+
+
+def test_kept_leave_one_out_results_need_the_same_classifier_and_leg_weights(tmp_path):
+    """``--keep-loo``: the LOO rows involve the real leg slice only, so a new thigh segmenter keeps
+    them; a new classifier or leg segmenter does not, and neither does a run without LOO rows."""
+    saved = tmp_path / "real.json"
+    saved.write_text(json.dumps({"date": "2026-12-06", "loo": {"before": {"x": 1}},
+                                 "weights": "classifier:aa+segmentation_leg:bb+segmentation_thigh:cc"}))
+    kept = kept_loo(saved, "classifier:aa+segmentation_leg:bb+segmentation_thigh:dd")
+    assert kept["before"] == {"x": 1} and kept["kept_from"].startswith("2026-12-06 run")
+    for changed in ("classifier:ab+segmentation_leg:bb+segmentation_thigh:cc",
+                    "classifier:aa+segmentation_leg:bc+segmentation_thigh:cc"):
+        with pytest.raises(SystemExit, match="classifier or leg weights changed"):
+            kept_loo(saved, changed)
+    saved.write_text(json.dumps({"date": "2026-12-06", "loo": None, "weights": "classifier:aa"}))
+    with pytest.raises(SystemExit, match="no leave-one-out results"):
+        kept_loo(saved, "classifier:aa")
