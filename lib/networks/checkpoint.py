@@ -249,6 +249,8 @@ def save_interpolation(path: str | os.PathLike, first_path: str | os.PathLike, s
         a, b = (torch.tensor(w, dtype=torch.float64) for w in weights)
         a, b = torch.where(a > 0, a, 1.0), torch.where(b > 0, b, 1.0)
         own["class_weights"] = [round(float(w), 4) for w in a ** (1 - share) * b ** share]
-    first_record = {k: metas[0][k] for k in ("source", "validation_score", "version") if k in metas[0]}
-    own["interpolation"] = {"share": share, "first": first_record}
+    # Each end's validation score was measured on that end, not on the interpolation: kept beside it.
+    ends = [{k: m[k] for k in ("source", "validation_score", "version") if k in m} for m in metas]
+    own.pop("validation_score", None)
+    own["interpolation"] = {"share": share, "first": ends[0], "second": ends[1]}
     return save_checkpoint(path, models[0], {**own, **(meta or {})}, storage_dtype=storage_dtype)

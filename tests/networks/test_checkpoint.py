@@ -129,7 +129,8 @@ def test_interpolation_lies_between_the_two_networks_weight_by_weight(tmp_path):
     # Geometric in the weights, so linear in the logit offsets; weight 0 counts as 1.
     assert meta["class_weights"] == pytest.approx([0.1 ** 0.75 * 0.4 ** 0.25, 10, 10, 10, 10, 10 ** 0.75 * 40 ** 0.25,
                                                    2 ** 0.25], rel=1e-3)
-    assert meta["interpolation"] == {"share": 0.25, "first": {"validation_score": 0.1}} and meta["command"] == "test"
+    assert meta["interpolation"] == {"share": 0.25, "first": {"validation_score": 0.1}, "second": {"validation_score": 0.2}}
+    assert "validation_score" not in meta and meta["command"] == "test"  # measured on the ends, not on this network
     x = torch.rand(1, 1, 96, 96)
     with torch.no_grad():  # share 0, stored as it is, serves the first network's predictions
         start = save_interpolation(tmp_path / "a.pt", first, second, 0.0, storage_dtype=None)

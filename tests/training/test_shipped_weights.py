@@ -49,11 +49,15 @@ def test_shipped_classifier_on_held_out_phantoms():
 
 
 def pretrain_records(name: str) -> list[dict]:
-    """The record of how ``name``'s shipped weights were made; an ensemble's: its members'."""
+    """The record of how ``name``'s shipped weights were made; an ensemble's: its members'; an
+    interpolation's: both ends'."""
     record = json.loads((SHIPPED_WEIGHTS / f"{name}.json").read_text())
     if record.get("network") == "ensemble":
         assert record["command"].startswith("python main.py ensemble --members")
         return record["members"]
+    if "interpolation_share" in record:
+        assert record["command"].startswith("python main.py ensemble --members") and "--interpolate" in record["command"]
+        return [record["first"], record["second"]]
     return [record]
 
 
