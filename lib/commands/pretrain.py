@@ -94,6 +94,17 @@ def run(args) -> int:
                 raise UserError(f"--init-from: {path} is an ensemble; split it with `python main.py ensemble "
                                 f"--unpack {plan.init_from} --out DIR`, continue each member, join them again "
                                 "with `python main.py ensemble --members ...`")
+    if not 0 <= plan.interpolate_init <= 1:
+        raise UserError(f"--interpolate-init must be between 0 and 1, got {plan.interpolate_init}")
+    if plan.interpolate_init < 1:
+        if not plan.init_from:
+            raise UserError("--interpolate-init needs --init-from: the network to interpolate towards")
+        from lib.networks.checkpoint import load_checkpoint
+        for name in (segmenter_name(region) for region in REGIONS):
+            path = weight_file(plan.init_from, name)
+            if name in args.networks and (not path.is_file() or "class_weights" not in load_checkpoint(path)[1]):
+                raise UserError(f"--interpolate-init: {path} is not a segmenter with class weights to interpolate "
+                                "towards (pretrain writes them)")
     records = pretrain(plan, Path(args.out), networks=args.networks)
     for name, record in records.items():
         print(f"{name}: validation {record['validation_score']:.4f} -> {weight_file(args.out, name)}")

@@ -195,6 +195,23 @@ def save_ensemble_members(ensemble_path: str | os.PathLike, member_path,
             for index, member in enumerate(ensemble.members)]
 
 
+def interpolated_state(first: dict, second: dict, share: float) -> dict:
+    """``(1 - share) * first + share * second`` for every floating-point tensor of two state dicts
+    of one network (weights and batch-norm statistics); integer buffers (batch counts) are not
+    weights: the first's are kept."""
+    return {k: torch.lerp(v.float(), second[k].float(), share).to(v.dtype) if v.is_floating_point() else v
+            for k, v in first.items()}
+
+
+def interpolated_class_weights(first, second, share: float) -> list[float]:
+    """Class weights between two networks', geometrically, so that their logit adjustments
+    (``lib.networks.logit_adjustment``: ``-tau * log(weight)``) interpolate as the weights do; a
+    weight of 0 (a class absent from the data, offset 0) counts as 1."""
+    a, b = (torch.tensor(w, dtype=torch.float64) for w in (first, second))
+    a, b = torch.where(a > 0, a, 1.0), torch.where(b > 0, b, 1.0)
+    return [round(float(w), 4) for w in a ** (1 - share) * b ** share]
+
+
 def save_interpolation(path: str | os.PathLike, first_path: str | os.PathLike, second_path: str | os.PathLike,
                        share: float, meta: dict | None = None,
                        storage_dtype: torch.dtype | None = torch.float16) -> Path:
@@ -209,9 +226,7 @@ def save_interpolation(path: str | os.PathLike, first_path: str | os.PathLike, s
     shipped thigh segmenter (the phantoms' own contrast) and the second its continuation on
     randomised contrast (README, "Real MRI").
 
-    The class weights interpolate geometrically, so their logit adjustments
-    (``lib.networks.logit_adjustment``) interpolate as the weights do; a class of weight 0 in one
-    (absent from its data, offset 0) counts as weight 1 there.
+    The class weights interpolate geometrically (``interpolated_class_weights``).
 
     Args:
         path: destination file, written atomically.
@@ -235,20 +250,14 @@ def save_interpolation(path: str | os.PathLike, first_path: str | os.PathLike, s
     for key in ENSEMBLE_SHARED_META:
         if metas[0].get(key) != metas[1].get(key):
             raise UserError(f"the two networks disagree on {key!r}: {metas[0].get(key)!r} and {metas[1].get(key)!r}")
-    first, second = (m.state_dict() for m in models)
-    # Integer buffers (batch counts) are not weights: the first network's are kept.
-    mixed = {k: torch.lerp(v.float(), second[k].float(), share) if v.is_floating_point() else v
-             for k, v in first.items()}
-    models[0].load_state_dict(mixed)
-    own = {k: v for k, v in metas[1].items() if k not in ("network", "config")}
     weights = [m.get("class_weights") for m in metas]
     if (weights[0] is None) != (weights[1] is None):
         raise UserError("one of the two networks carries class weights and the other does not: "
                         "their predictions are not on one scale")
+    models[0].load_state_dict(interpolated_state(models[0].state_dict(), models[1].state_dict(), share))
+    own = {k: v for k, v in metas[1].items() if k not in ("network", "config")}
     if weights[0] is not None:
-        a, b = (torch.tensor(w, dtype=torch.float64) for w in weights)
-        a, b = torch.where(a > 0, a, 1.0), torch.where(b > 0, b, 1.0)
-        own["class_weights"] = [round(float(w), 4) for w in a ** (1 - share) * b ** share]
+        own["class_weights"] = interpolated_class_weights(weights[0], weights[1], share)
     # Each end's validation score was measured on that end, not on the interpolation: kept beside it.
     ends = [{k: m[k] for k in ("source", "validation_score", "version") if k in m} for m in metas]
     own.pop("validation_score", None)

@@ -45,7 +45,8 @@ from lib.files import write_json_atomic
 from lib.labels import REGIONS
 from lib.models.catalog import CLASSIFIER, NETWORKS, record_file, segmenter_name, weight_file
 from lib.models.ensembles import join_folders
-from lib.networks.checkpoint import build_from_checkpoint, save_checkpoint
+from lib.networks.checkpoint import (build_from_checkpoint, interpolated_class_weights, interpolated_state,
+                                     save_checkpoint)
 from lib.networks.logit_adjustment import attach
 from lib.networks.presets import build_classifier, build_segmenter
 from lib.training.averaging import WeightAverage, recalibrate_batch_norm
@@ -115,6 +116,9 @@ class PretrainPlan:
     thigh_phantoms: str = ",".join(LAYOUTS["thigh"])
     leg_phantoms: str = ",".join(LAYOUTS["leg"])
     init_from: str = ""  # folder of earlier weights to continue from (empty: from scratch)
+    # a segmenter continued from init_from is saved this share of the way from the init's weights to
+    # the trained ones (WiSE-FT, lib.networks.checkpoint.save_interpolation); 1: as trained
+    interpolate_init: float = 1.0
 
 
 def initial_model(name: str, plan: PretrainPlan, build):
@@ -248,12 +252,35 @@ def train_segmenter(region: str, plan: PretrainPlan, out: Path) -> dict:
                 f"val Dice {s['val']:.4f} ({s['seconds']:.0f} s)", flush=True)))
     self_trained, real_slices = self_train(model, region, plan, sources, shares, validate)
     histories += self_trained
+    score = self_trained[-1].val_score[-1] if self_trained else None
+    extra = {}
+    if plan.init_from and plan.interpolate_init < 1:
+        weights, score, extra["interpolation"] = interpolate_with_init(
+            model, weights, validate, plan, segmenter_name(region), histories[-1].best_score if score is None else score)
     return _save(model, segmenter_name(region), plan, histories, out, region=region, input="limb",
-                 class_weights=weights, score=self_trained[-1].val_score[-1] if self_trained else None,
+                 class_weights=weights, score=score, **extra,
                  self_training_slices=real_slices,
                  train_slices=sum(len(source) for source in sources),
                  sources={source.sources[0].split(":")[0] if len(source) == 1 else f"{len(source)} slices": share
                           for source, share in zip(sources, shares)})
+
+
+def interpolate_with_init(model, weights: list[float], validate, plan: PretrainPlan, name: str,
+                          trained_score: float) -> tuple[list[float], float, dict]:
+    """Move a continued network's weights (in place) back towards the network it was continued
+    from, to ``plan.interpolate_init`` of the way from that one to the trained one (WiSE-FT,
+    ``lib.networks.checkpoint.save_interpolation``: the old network's strengths kept, the new
+    training's robustness gained). Returns the interpolated class weights, the validation score
+    of the interpolated network, and what the record says of it."""
+    start, start_meta = build_from_checkpoint(weight_file(plan.init_from, name), return_meta=True)
+    model.load_state_dict(interpolated_state(start.state_dict(), model.state_dict(), plan.interpolate_init))
+    weights = interpolated_class_weights(start_meta["class_weights"], weights, plan.interpolate_init)
+    attach(model, {"class_weights": weights})
+    score = validate(model)
+    print(f"  {name}: {1 - plan.interpolate_init:g} x the --init-from network + {plan.interpolate_init:g} x the "
+          f"trained one: val Dice {score:.4f} (trained {trained_score:.4f})", flush=True)
+    return weights, score, {"share": plan.interpolate_init, "init_validation_score": start_meta.get("validation_score"),
+                            "trained_validation_score": round(trained_score, 4)}
 
 
 def teacher_folders(plan: PretrainPlan) -> list[str]:

@@ -100,12 +100,32 @@ def test_self_training_continues_a_network_on_its_teachers_labels_of_the_real_le
     assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
 
 
+@pytest.mark.skipif(not (SHARED_DATA / ROIS_FILE).exists(), reason=f"pretrain needs the real slice at {SHARED_DATA}")
+def test_interpolate_init_keeps_that_share_of_the_training_and_scores_what_it_saves(tmp_path):
+    """``--interpolate-init 0``: the training runs, then the saved network is the one it started
+    from (WiSE-FT's end point), scored and recorded as such beside the trained network's score."""
+    proc = pretrain("--networks", "segmentation_thigh", "--init-from", str(SHIPPED_WEIGHTS), "--thigh-stages", "1@0.002",
+                    "--interpolate-init", "0", "--steps-per-epoch", "2", "--train-subjects", "1",
+                    "--val-subjects", "1", "--slices-per-subject", "2", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads((tmp_path / "segmentation_thigh.json").read_text())
+    interpolation = record["interpolation"]
+    assert interpolation["share"] == 0 and interpolation["trained_validation_score"] == record["history"][0]["best_score"]
+    start = build_from_checkpoint(SHIPPED_WEIGHTS / "segmentation_thigh.pt", return_meta=True)
+    saved = build_from_checkpoint(tmp_path / "segmentation_thigh.pt", return_meta=True)
+    assert all(torch.allclose(v, start[0].state_dict()[k]) for k, v in saved[0].state_dict().items())
+    assert saved[1]["class_weights"] == pytest.approx(start[1]["class_weights"], rel=1e-3)
+    assert f"val Dice {record['validation_score']:.4f} (trained" in proc.stdout  # the saved network's own score
+
+
 @pytest.mark.parametrize("args, message", [
     (["--leg-stages", ""], "--leg-stages may be empty only with --init-from"),
     (["--leg-stages", "", "--init-from", str(SHIPPED_WEIGHTS)], "nothing to train"),
     (["--leg-self-training", "4@fast"], "--leg-self-training: stage '4@fast'"),
     (["--self-training-share", "1"], "--self-training-share must be between 0 and 1"),
     (["--one-limb-share", "1.5"], "--one-limb-share must be between 0 and 1"),
+    (["--interpolate-init", "1.5"], "--interpolate-init must be between 0 and 1"),
+    (["--interpolate-init", "0.5"], "--interpolate-init needs --init-from"),
     (["--leg-self-training", "1@0.0005", "--self-training-teachers", "/nonexistent/seed1"],
      "--self-training-teachers: no /nonexistent/seed1/segmentation_leg.pt"),
 ])
