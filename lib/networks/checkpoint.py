@@ -222,9 +222,9 @@ def save_interpolation(path: str | os.PathLike, first_path: str | os.PathLike, s
     Wortsman et al., "Robust fine-tuning of zero-shot models" (WiSE-FT, CVPR 2022): when the
     second network was fine-tuned from the first, the weights between them stay in one basin,
     and the interpolation keeps most of what each one is good at (there, accuracy on the fine-tuning
-    distribution and robustness under shift) at the cost of one network. Here the first is the
-    shipped thigh segmenter (the phantoms' own contrast) and the second its continuation on
-    randomised contrast (README, "Real MRI").
+    distribution and robustness under shift) at the cost of one network. The shipped thigh
+    segmenter is such an interpolation: the first, the thigh trained on the phantoms' own
+    contrast; the second, its continuation on randomised contrast (README, "Real MRI").
 
     The class weights interpolate geometrically (``interpolated_class_weights``).
 
