@@ -12,7 +12,9 @@ from tests.conftest import Server, copy_studies
 
 def test_info_label_reads_and_next_sample_are_answered_while_a_slow_inference_runs(tmp_path):
     studies = copy_studies(tmp_path / "studies")
-    spec = StudySpec("thigh", 20_950, "mild", 40, (432, 432), (1.04, 1.04, 5.0))  # many seconds to segment
+    # 120 slices: about 6 s to segment even where the networks run bf16 (AVX512-BF16 EPYC); with 40
+    # slices the inference there ended before the seven light requests had been answered
+    spec = StudySpec("thigh", 20_950, "mild", 120, (432, 432), (1.04, 1.04, 5.0))
     write_study(studies, spec)
     with Server(studies, tmp_path / "server.log", extra_args=["--conf", "auto_score_slices", "false"]) as server:
         finished = {}
@@ -23,7 +25,7 @@ def test_info_label_reads_and_next_sample_are_answered_while_a_slow_inference_ru
 
         worker = threading.Thread(target=infer)
         worker.start()
-        time.sleep(2.0)  # let the inference start
+        time.sleep(1.0)  # let the inference start
         answers = []
         for _ in range(3):
             answers.append(requests.get(f"{server.url}/info/", timeout=600).status_code)
