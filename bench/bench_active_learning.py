@@ -113,9 +113,11 @@ def thigh_subjects(seeds, severity: str | None, slices: int, prefix: str, style:
 
 
 def weak_model(out: Path, subjects: int, epochs: int) -> Path:
-    """A thigh segmenter trained from scratch, as ``pretrain`` trains one (its sources: ``subjects``
-    phantoms from train seed 0 and the real thigh shapes), for ``epochs`` epochs of 50 steps."""
-    plan = PretrainPlan(train_subjects=subjects, val_subjects=2, thigh_stages=f"{epochs}@0.002", steps_per_epoch=50)
+    """A thigh segmenter trained from scratch on ``pretrain``'s sources (``subjects`` phantoms from
+    train seed 0 and the real thigh shapes) for ``epochs`` epochs of 50 steps: no warm-up, no
+    one-limb crops, saved as trained (the weak start these curves were first measured from)."""
+    plan = PretrainPlan(train_subjects=subjects, val_subjects=2, thigh_stages=f"{epochs}@0.002", steps_per_epoch=50,
+                        thigh_warmup="", thigh_interpolate=1.0, thigh_one_limb_share=0.0)
     train_segmenter("thigh", plan, out)
     return weight_file(out, THIGH_SEGMENTER)
 

@@ -43,7 +43,8 @@ def run(args) -> int:
         parse_scale_range(plan.classifier_scale)
     except ValueError as error:
         raise UserError(f"--classifier-scale: {error}") from None
-    for name in ("thigh_stages", "leg_stages", "thigh_self_training", "leg_self_training"):
+    for name in ("thigh_stages", "leg_stages", "thigh_warmup", "leg_warmup", "thigh_self_training",
+                 "leg_self_training"):
         try:
             parse_stages(getattr(plan, name))
         except ValueError as error:
@@ -76,8 +77,6 @@ def run(args) -> int:
         for teacher in (weight_file(folder, segmenter_name(region)) for folder in teacher_folders(plan)):
             if self_training and not Path(teacher).is_file():
                 raise UserError(f"--self-training-teachers: no {teacher}")
-    if not 0 <= plan.one_limb_share <= 1:
-        raise UserError(f"--one-limb-share must be between 0 and 1, got {plan.one_limb_share}")
     if not 0 < plan.self_training_share < 1:
         raise UserError(f"--self-training-share must be between 0 and 1, got {plan.self_training_share}")
     get_preset(plan.preset)  # unknown preset -> error before any work
@@ -94,18 +93,32 @@ def run(args) -> int:
                 raise UserError(f"--init-from: {path} is an ensemble; split it with `python main.py ensemble "
                                 f"--unpack {plan.init_from} --out DIR`, continue each member, join them again "
                                 "with `python main.py ensemble --members ...`")
-    if not 0 <= plan.interpolate_init <= 1:
-        raise UserError(f"--interpolate-init must be between 0 and 1, got {plan.interpolate_init}")
-    if plan.interpolate_init < 1:
-        if not plan.init_from:
-            raise UserError("--interpolate-init needs --init-from: the network to interpolate towards")
-        from lib.networks.checkpoint import load_checkpoint
-        for name in (segmenter_name(region) for region in REGIONS):
-            path = weight_file(plan.init_from, name)
-            if name in args.networks and (not path.is_file() or "class_weights" not in load_checkpoint(path)[1]):
-                raise UserError(f"--interpolate-init: {path} is not a segmenter with class weights to interpolate "
-                                "towards (pretrain writes them)")
+    for region in REGIONS:
+        for option in ("one_limb_share", "interpolate"):
+            value = getattr(plan, f"{region}_{option}")
+            if not 0 <= value <= 1:
+                raise UserError(f"--{region}-{option.replace('_', '-')} must be between 0 and 1, got {value}")
+        if getattr(plan, f"{region}_interpolate") < 1 and segmenter_name(region) in args.networks:
+            check_interpolation_start(plan, region)
     records = pretrain(plan, Path(args.out), networks=args.networks)
     for name, record in records.items():
         print(f"{name}: validation {record['validation_score']:.4f} -> {weight_file(args.out, name)}")
     return 0
+
+
+def check_interpolation_start(plan, region: str) -> None:
+    """``--<region>-interpolate`` below 1 needs a network to interpolate towards: the warm-up's end
+    (from scratch) or the ``--init-from`` segmenter, with the class weights ``pretrain`` writes."""
+    from lib.networks.checkpoint import load_checkpoint
+    from lib.training.pretrain import parse_stages
+
+    option = f"--{region}-interpolate"
+    if not plan.init_from:
+        if not parse_stages(getattr(plan, f"{region}_warmup")):
+            raise UserError(f"{option} needs a start to interpolate towards: --{region}-warmup stages (from "
+                            f"scratch) or --init-from; give {option} 1 to save the network as trained")
+        return
+    path = weight_file(plan.init_from, segmenter_name(region))
+    if not path.is_file() or "class_weights" not in load_checkpoint(path)[1]:
+        raise UserError(f"{option}: {path} is not a segmenter with class weights to interpolate towards "
+                        "(pretrain writes them)")

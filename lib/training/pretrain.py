@@ -18,6 +18,14 @@ same 36 epochs (cosine decay) stalled at 0.905 thigh validation Dice against 0.9
 restarts: AMSGrad's running maximum of squared gradients keeps the first epochs' large
 gradients and shrinks every later step; a restart forgets them.
 
+From scratch a segmenter may first train warm-up stages (``PretrainPlan.thigh_warmup``) on the
+phantoms' own GRE-like images alone, and only then its stages on every source. The thigh needs
+this: from scratch on random contrast its 12 muscles reached a validation Dice of 0.27 after 8
+epochs and 0.39 after 28 (README, "Real MRI"), where the phantoms' own look is learnt at once and
+the random-contrast stages then carry it over. The saved network may be moved back part of the way
+towards that start (``<region>_interpolate``, WiSE-FT): it keeps the start's accuracy on the
+phantoms and gains the random-contrast robustness.
+
 A segmenter may be an ensemble (``PretrainPlan.leg_members``): each member is trained as one
 network with its own class term and seed (all else from the plan) into ``<out>/.members/``, then
 the members are joined into ``<out>/<name>.pt`` (``lib.models.ensembles``) and their folder removed.
@@ -28,6 +36,7 @@ real slice than any of them).
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import platform
@@ -66,14 +75,15 @@ SELF_TRAINING_SEED = 100  # offset of the self-training stages' seeds from the p
 
 @dataclass
 class PretrainPlan:
-    """What ``pretrain`` does; the defaults make the shipped weights."""
+    """What ``pretrain`` does. The defaults are the shipped networks' recipes, except that the shipped
+    thigh was continued from an older network than the warm-up makes (weights/README.md)."""
 
     preset: str = "compact"
     train_subjects: int = 24  # per region
     val_subjects: int = 4
     slices_per_subject: int = 12
-    # epochs@learning rate of each restarted stage; the thigh (12 muscles) needs one stage more
-    thigh_stages: str = "20@0.002,12@0.001,10@0.0005,8@0.00025"
+    # epochs@learning rate of each restarted stage (the thigh's after its warm-up, below)
+    thigh_stages: str = "10@0.0005,10@0.00025,10@0.00025"
     leg_stages: str = "20@0.002,12@0.001,10@0.0005,6@0.00025"
     # stages after those, on pseudo-labels of the unlabelled real volumes mixed in
     # (lib.training.self_training), e.g. "8@0.0005,6@0.00025"; empty: none (README: with the
@@ -90,9 +100,10 @@ class PretrainPlan:
     real_slice_weight: float = 0.1  # share of leg and classifier draws from the real slice (0: left out)
     shapes_weight: float = 0.45  # share of thigh draws from the real thigh shapes
     own_image_share: float = 0.2  # share of phantom draws in the phantom's own GRE-like image
-    # share of the segmenters' crops with the chosen limb alone in the field of view
+    # share of each segmenter's crops with the chosen limb alone in the field of view
     # (lib.training.synthetic.draw_maps): scans of one limb
-    one_limb_share: float = 0.0
+    thigh_one_limb_share: float = 0.3
+    leg_one_limb_share: float = 0.0
     classifier_epochs: int = 12
     classifier_subjects: int = 24  # per region, every slice along the limb (ends included)
     classifier_val_subjects: int = 6
@@ -116,9 +127,15 @@ class PretrainPlan:
     thigh_phantoms: str = ",".join(LAYOUTS["thigh"])
     leg_phantoms: str = ",".join(LAYOUTS["leg"])
     init_from: str = ""  # folder of earlier weights to continue from (empty: from scratch)
-    # a segmenter continued from init_from is saved this share of the way from the init's weights to
-    # the trained ones (WiSE-FT, lib.networks.checkpoint.save_interpolation); 1: as trained
-    interpolate_init: float = 1.0
+    # stages on the phantoms' own GRE-like images alone before <region>_stages, when starting from
+    # scratch (skipped with init_from): a start from which the random-contrast stages learn
+    thigh_warmup: str = "18@0.002,10@0.001,8@0.0005,8@0.00025"
+    leg_warmup: str = ""
+    # the segmenter is saved this share of the way from the network its <region>_stages started from
+    # (the warm-up's end, or the init_from network) to the trained one (WiSE-FT,
+    # lib.networks.checkpoint.save_interpolation); 1: as trained
+    thigh_interpolate: float = 0.7
+    leg_interpolate: float = 1.0
 
 
 def initial_model(name: str, plan: PretrainPlan, build):
@@ -227,37 +244,44 @@ def train_region(region: str, plan: PretrainPlan, out: Path) -> dict:
 
 
 def train_segmenter(region: str, plan: PretrainPlan, out: Path) -> dict:
-    """``region``'s segmenter on rendered limb crops, restarted stages, selected on phantom validation."""
+    """``region``'s segmenter on rendered limb crops, restarted stages, selected on phantom validation:
+    from scratch its warm-up stages first (the phantoms' own images), then its stages on every
+    source; saved ``<region>_interpolate`` of the way from where those stages started."""
     print(f"preparing {region} label sources ...", flush=True)
     layouts = parse_phantoms(region, getattr(plan, f"{region}_phantoms"))
     sources, shares = segmenter_sources(region, plan.train_subjects, plan.slices_per_subject, plan.shapes_weight,
                                         plan.real_slice_weight, layouts)
     validate = SegmenterValidation(region, plan.val_subjects, plan.slices_per_subject, layouts=layouts)
     torch.manual_seed(plan.seed)
-    model = initial_model(segmenter_name(region), plan, lambda: build_segmenter(region, plan.preset))
+    name = segmenter_name(region)
+    model = initial_model(name, plan, lambda: build_segmenter(region, plan.preset))
+    histories, start = [], None
+    warmup = [] if plan.init_from else parse_stages(getattr(plan, f"{region}_warmup"))
+    if warmup:  # sources[0] holds the phantoms, the only source with images of its own
+        warm_weights = loss_class_weights(sources[:1], region, plan.class_weights)
+        attach(model, {"class_weights": warm_weights})
+        histories += train_stages(model, region, plan, warmup, sources[:1], [1.0], validate, own_image_share=1.0,
+                                  label="warm-up")
+        start = {"from": "warm-up", "state": copy.deepcopy(model.state_dict()), "class_weights": warm_weights,
+                 "validation_score": histories[-1].best_score}
     weights = loss_class_weights(sources, region, plan.class_weights)
     attach(model, {"class_weights": weights})  # validation scores what will be served
-    stages = parse_stages(getattr(plan, f"{region}_stages"))
-    histories = []
-    for index, (epochs, lr) in enumerate(stages):  # each fit: a fresh optimiser from the best weights so far
-        torch.manual_seed(plan.seed + index)
-        settings = TrainSettings(epochs=epochs, steps_per_epoch=plan.steps_per_epoch, lr=lr, patience=2,
-                                 device=plan.device)
-        batches = segmentation_batches(sources, shares, region, plan.batch_size, plan.crop or 240, plan.seed + index,
-                                       plan.own_image_share, plan.class_weights, plan.one_limb_share)
-        histories.append(fit(
-            model, batches, make_segmentation_loss(plan.loss), validate, settings,
-            on_epoch=lambda e, s, i=index: print(
-                f"  {region} stage {i + 1}/{len(stages)} epoch {s['epoch']}/{s['epochs']} loss {s['loss']:.4f} "
-                f"val Dice {s['val']:.4f} ({s['seconds']:.0f} s)", flush=True)))
+    histories += train_stages(model, region, plan, parse_stages(getattr(plan, f"{region}_stages")), sources, shares,
+                              validate, own_image_share=plan.own_image_share)
     self_trained, real_slices = self_train(model, region, plan, sources, shares, validate)
     histories += self_trained
     score = self_trained[-1].val_score[-1] if self_trained else None
     extra = {}
-    if plan.init_from and plan.interpolate_init < 1:
-        weights, score, extra["interpolation"] = interpolate_with_init(
-            model, weights, validate, plan, segmenter_name(region), histories[-1].best_score if score is None else score)
-    return _save(model, segmenter_name(region), plan, histories, out, region=region, input="limb",
+    share = getattr(plan, f"{region}_interpolate")
+    if share < 1:
+        if start is None:  # continued: interpolate towards the network it was continued from
+            init, meta = build_from_checkpoint(weight_file(plan.init_from, name), return_meta=True)
+            start = {"from": "init_from", "state": init.state_dict(), "class_weights": meta["class_weights"],
+                     "validation_score": meta.get("validation_score")}
+        trained = histories[-1].best_score if score is None else score
+        weights, score, extra["interpolation"] = interpolate_with_start(model, weights, start, share, validate, name,
+                                                                        trained)
+    return _save(model, name, plan, histories, out, region=region, input="limb",
                  class_weights=weights, score=score, **extra,
                  self_training_slices=real_slices,
                  train_slices=sum(len(source) for source in sources),
@@ -265,21 +289,43 @@ def train_segmenter(region: str, plan: PretrainPlan, out: Path) -> dict:
                           for source, share in zip(sources, shares)})
 
 
-def interpolate_with_init(model, weights: list[float], validate, plan: PretrainPlan, name: str,
-                          trained_score: float) -> tuple[list[float], float, dict]:
-    """Move a continued network's weights (in place) back towards the network it was continued
-    from, to ``plan.interpolate_init`` of the way from that one to the trained one (WiSE-FT,
-    ``lib.networks.checkpoint.save_interpolation``: the old network's strengths kept, the new
-    training's robustness gained). Returns the interpolated class weights, the validation score
-    of the interpolated network, and what the record says of it."""
-    start, start_meta = build_from_checkpoint(weight_file(plan.init_from, name), return_meta=True)
-    model.load_state_dict(interpolated_state(start.state_dict(), model.state_dict(), plan.interpolate_init))
-    weights = interpolated_class_weights(start_meta["class_weights"], weights, plan.interpolate_init)
+def train_stages(model, region: str, plan: PretrainPlan, stages: list[tuple[int, float]], sources: list,
+                 shares: list, validate, own_image_share: float, label: str = "stage") -> list:
+    """Restarted stages: each a fresh optimiser from the best weights so far, seeded ``plan.seed +
+    its index`` (so a warm-up and the stages after it draw as two separate calls would)."""
+    histories = []
+    for index, (epochs, lr) in enumerate(stages):
+        torch.manual_seed(plan.seed + index)
+        settings = TrainSettings(epochs=epochs, steps_per_epoch=plan.steps_per_epoch, lr=lr, patience=2,
+                                 device=plan.device)
+        batches = segmentation_batches(sources, shares, region, plan.batch_size, plan.crop or 240, plan.seed + index,
+                                       own_image_share, plan.class_weights,
+                                       getattr(plan, f"{region}_one_limb_share"))
+        histories.append(fit(
+            model, batches, make_segmentation_loss(plan.loss), validate, settings,
+            on_epoch=lambda e, s, i=index: print(
+                f"  {region} {label} {i + 1}/{len(stages)} epoch {s['epoch']}/{s['epochs']} loss {s['loss']:.4f} "
+                f"val Dice {s['val']:.4f} ({s['seconds']:.0f} s)", flush=True)))
+    return histories
+
+
+def interpolate_with_start(model, weights: list[float], start: dict, share: float, validate, name: str,
+                           trained_score: float) -> tuple[list[float], float, dict]:
+    """Move a trained network's weights (in place) back towards the network its stages started
+    from, to ``share`` of the way from that one to the trained one (WiSE-FT,
+    ``lib.networks.checkpoint.save_interpolation``: the start's strengths kept, the new training's
+    robustness gained). ``start``: its ``state``, ``class_weights``, ``validation_score`` and what
+    it was (``from``). Returns the interpolated class weights, the validation score of the
+    interpolated network, and what the record says of it."""
+    model.load_state_dict(interpolated_state(start["state"], model.state_dict(), share))
+    weights = interpolated_class_weights(start["class_weights"], weights, share)
     attach(model, {"class_weights": weights})
     score = validate(model)
-    print(f"  {name}: {1 - plan.interpolate_init:g} x the --init-from network + {plan.interpolate_init:g} x the "
-          f"trained one: val Dice {score:.4f} (trained {trained_score:.4f})", flush=True)
-    return weights, score, {"share": plan.interpolate_init, "init_validation_score": start_meta.get("validation_score"),
+    print(f"  {name}: {1 - share:g} x the {start['from']} network + {share:g} x the trained one: "
+          f"val Dice {score:.4f} (trained {trained_score:.4f})", flush=True)
+    start_score = start["validation_score"]
+    return weights, score, {"share": share, "start": start["from"],
+                            "start_validation_score": None if start_score is None else round(start_score, 4),
                             "trained_validation_score": round(trained_score, 4)}
 
 
@@ -316,7 +362,8 @@ def self_train(model, region: str, plan: PretrainPlan, sources: list, shares: li
         settings = TrainSettings(epochs=epochs, steps_per_epoch=plan.steps_per_epoch, lr=lr, patience=epochs,
                                  device=plan.device)
         batches = segmentation_batches(sources, shares, region, plan.batch_size, plan.crop or 240, seed,
-                                       plan.own_image_share, plan.class_weights, plan.one_limb_share)
+                                       plan.own_image_share, plan.class_weights,
+                                       getattr(plan, f"{region}_one_limb_share"))
         histories.append(fit(
             model, batches, make_segmentation_loss(plan.loss), validate, settings, keep="last",
             on_epoch=lambda e, s, i=index: print(

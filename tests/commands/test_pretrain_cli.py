@@ -13,7 +13,9 @@ from lib.models.catalog import weight_file
 from lib.networks.checkpoint import build_from_checkpoint
 from lib.paths import SHARED_DATA, SHIPPED_WEIGHTS
 from lib.networks.ensemble import SoftmaxEnsemble
-from lib.training.pretrain import parse_members, parse_stages
+from lib.training.pretrain import PretrainPlan, parse_members, parse_stages
+from lib.training.sources import segmenter_sources
+from lib.training.synthetic import loss_class_weights
 from tests.conftest import ROOT
 
 
@@ -101,16 +103,19 @@ def test_self_training_continues_a_network_on_its_teachers_labels_of_the_real_le
 
 
 @pytest.mark.skipif(not (SHARED_DATA / ROIS_FILE).exists(), reason=f"pretrain needs the real slice at {SHARED_DATA}")
-def test_interpolate_init_keeps_that_share_of_the_training_and_scores_what_it_saves(tmp_path):
-    """``--interpolate-init 0``: the training runs, then the saved network is the one it started
-    from (WiSE-FT's end point), scored and recorded as such beside the trained network's score."""
+def test_interpolate_keeps_that_share_of_the_training_from_the_init_and_scores_what_it_saves(tmp_path):
+    """``--thigh-interpolate 0`` with ``--init-from``: the training runs, then the saved network is
+    the one it started from (WiSE-FT's end point), scored and recorded as such beside the trained
+    network's score."""
     proc = pretrain("--networks", "segmentation_thigh", "--init-from", str(SHIPPED_WEIGHTS), "--thigh-stages", "1@0.002",
-                    "--interpolate-init", "0", "--steps-per-epoch", "2", "--train-subjects", "1",
-                    "--val-subjects", "1", "--slices-per-subject", "2", "--out", str(tmp_path))
+                    "--thigh-warmup", "1@0.002", "--thigh-interpolate", "0", "--steps-per-epoch", "2",
+                    "--train-subjects", "1", "--val-subjects", "1", "--slices-per-subject", "2", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads((tmp_path / "segmentation_thigh.json").read_text())
+    assert "warm-up" not in proc.stdout and len(record["history"]) == 1  # continued: no warm-up
     interpolation = record["interpolation"]
-    assert interpolation["share"] == 0 and interpolation["trained_validation_score"] == record["history"][0]["best_score"]
+    assert interpolation["share"] == 0 and interpolation["start"] == "init_from"
+    assert interpolation["trained_validation_score"] == record["history"][0]["best_score"]
     start = build_from_checkpoint(SHIPPED_WEIGHTS / "segmentation_thigh.pt", return_meta=True)
     saved = build_from_checkpoint(tmp_path / "segmentation_thigh.pt", return_meta=True)
     assert all(torch.allclose(v, start[0].state_dict()[k]) for k, v in saved[0].state_dict().items())
@@ -118,14 +123,38 @@ def test_interpolate_init_keeps_that_share_of_the_training_and_scores_what_it_sa
     assert f"val Dice {record['validation_score']:.4f} (trained" in proc.stdout  # the saved network's own score
 
 
+@pytest.mark.skipif(not (SHARED_DATA / ROIS_FILE).exists(), reason=f"pretrain needs the real slice at {SHARED_DATA}")
+def test_warmup_on_the_phantoms_own_images_comes_first_and_is_the_interpolation_start(tmp_path):
+    """From scratch, ``--thigh-warmup`` trains on the phantoms' own images (their class weights:
+    no real shapes), then the stages train on every source; ``--thigh-interpolate 0`` saves the
+    warm-up's end, scored as the warm-up scored it."""
+    proc = pretrain("--networks", "segmentation_thigh", "--thigh-warmup", "1@0.002", "--thigh-stages", "1@0.001",
+                    "--thigh-interpolate", "0", "--steps-per-epoch", "2", "--train-subjects", "1",
+                    "--val-subjects", "1", "--slices-per-subject", "2", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "thigh warm-up 1/1 epoch 1/1" in proc.stdout and "thigh stage 1/1 epoch 1/1" in proc.stdout
+    record = json.loads((tmp_path / "segmentation_thigh.json").read_text())
+    assert [h["epochs_run"] for h in record["history"]] == [1, 1]
+    interpolation = record["interpolation"]
+    assert interpolation["start"] == "warm-up" and interpolation["share"] == 0
+    assert interpolation["start_validation_score"] == record["history"][0]["best_score"]
+    assert interpolation["trained_validation_score"] == record["history"][1]["best_score"]
+    assert record["validation_score"] == pytest.approx(interpolation["start_validation_score"], abs=2e-4)
+    # saved: the warm-up's class weights, counted on the phantoms alone (the stages' count the real shapes too)
+    sources, _ = segmenter_sources("thigh", 1, 2, PretrainPlan.shapes_weight, PretrainPlan.real_slice_weight)
+    warm, every = (loss_class_weights(chosen, "thigh", "inverse_frequency") for chosen in (sources[:1], sources))
+    assert record["class_weights"] == pytest.approx(warm, rel=1e-3) and warm != pytest.approx(every, rel=1e-3)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--leg-stages", ""], "--leg-stages may be empty only with --init-from"),
     (["--leg-stages", "", "--init-from", str(SHIPPED_WEIGHTS)], "nothing to train"),
     (["--leg-self-training", "4@fast"], "--leg-self-training: stage '4@fast'"),
     (["--self-training-share", "1"], "--self-training-share must be between 0 and 1"),
-    (["--one-limb-share", "1.5"], "--one-limb-share must be between 0 and 1"),
-    (["--interpolate-init", "1.5"], "--interpolate-init must be between 0 and 1"),
-    (["--interpolate-init", "0.5"], "--interpolate-init needs --init-from"),
+    (["--leg-one-limb-share", "1.5"], "--leg-one-limb-share must be between 0 and 1"),
+    (["--leg-interpolate", "1.5"], "--leg-interpolate must be between 0 and 1"),
+    (["--leg-interpolate", "0.5", "--leg-warmup", ""], "--leg-interpolate needs a start to interpolate towards"),
+    (["--leg-warmup", "2@x"], "--leg-warmup: stage '2@x'"),
     (["--leg-self-training", "1@0.0005", "--self-training-teachers", "/nonexistent/seed1"],
      "--self-training-teachers: no /nonexistent/seed1/segmentation_leg.pt"),
 ])
