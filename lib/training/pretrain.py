@@ -290,19 +290,23 @@ def train_segmenter(region: str, plan: PretrainPlan, out: Path) -> dict:
 
 
 def train_stages(model, region: str, plan: PretrainPlan, stages: list[tuple[int, float]], sources: list,
-                 shares: list, validate, own_image_share: float, label: str = "stage") -> list:
-    """Restarted stages: each a fresh optimiser from the best weights so far, seeded ``plan.seed +
-    its index`` (so a warm-up and the stages after it draw as two separate calls would)."""
+                 shares: list, validate, own_image_share: float, label: str = "stage", seed_offset: int = 0,
+                 keep: str = "best") -> list:
+    """Restarted stages: each a fresh optimiser, seeded ``plan.seed + seed_offset + its index`` (so
+    a warm-up and the stages after it draw as two separate calls would). ``keep="best"``: each
+    stage starts from the best weights so far and halves its rate after 2 epochs without gain;
+    ``"last"``: each keeps its last epoch at its rate (``fit``)."""
     histories = []
     for index, (epochs, lr) in enumerate(stages):
-        torch.manual_seed(plan.seed + index)
-        settings = TrainSettings(epochs=epochs, steps_per_epoch=plan.steps_per_epoch, lr=lr, patience=2,
-                                 device=plan.device)
-        batches = segmentation_batches(sources, shares, region, plan.batch_size, plan.crop or 240, plan.seed + index,
+        seed = plan.seed + seed_offset + index
+        torch.manual_seed(seed)
+        settings = TrainSettings(epochs=epochs, steps_per_epoch=plan.steps_per_epoch, lr=lr,
+                                 patience=2 if keep == "best" else epochs, device=plan.device)
+        batches = segmentation_batches(sources, shares, region, plan.batch_size, plan.crop or 240, seed,
                                        own_image_share, plan.class_weights,
                                        getattr(plan, f"{region}_one_limb_share"))
         histories.append(fit(
-            model, batches, make_segmentation_loss(plan.loss), validate, settings,
+            model, batches, make_segmentation_loss(plan.loss), validate, settings, keep=keep,
             on_epoch=lambda e, s, i=index: print(
                 f"  {region} {label} {i + 1}/{len(stages)} epoch {s['epoch']}/{s['epochs']} loss {s['loss']:.4f} "
                 f"val Dice {s['val']:.4f} ({s['seconds']:.0f} s)", flush=True)))
@@ -355,20 +359,8 @@ def self_train(model, region: str, plan: PretrainPlan, sources: list, shares: li
           flush=True)
     share = plan.self_training_share
     sources, shares = sources + [pseudo], [w * (1 - share) for w in shares] + [share]
-    histories = []
-    for index, (epochs, lr) in enumerate(stages):
-        seed = plan.seed + SELF_TRAINING_SEED + index
-        torch.manual_seed(seed)
-        settings = TrainSettings(epochs=epochs, steps_per_epoch=plan.steps_per_epoch, lr=lr, patience=epochs,
-                                 device=plan.device)
-        batches = segmentation_batches(sources, shares, region, plan.batch_size, plan.crop or 240, seed,
-                                       plan.own_image_share, plan.class_weights,
-                                       getattr(plan, f"{region}_one_limb_share"))
-        histories.append(fit(
-            model, batches, make_segmentation_loss(plan.loss), validate, settings, keep="last",
-            on_epoch=lambda e, s, i=index: print(
-                f"  {region} self-training {i + 1}/{len(stages)} epoch {s['epoch']}/{s['epochs']} "
-                f"loss {s['loss']:.4f} val Dice {s['val']:.4f} ({s['seconds']:.0f} s)", flush=True)))
+    histories = train_stages(model, region, plan, stages, sources, shares, validate, plan.own_image_share,
+                             label="self-training", seed_offset=SELF_TRAINING_SEED, keep="last")
     return histories, list(pseudo.sources)
 
 
