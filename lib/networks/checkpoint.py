@@ -224,7 +224,7 @@ def save_interpolation(path: str | os.PathLike, first_path: str | os.PathLike, s
     and the interpolation keeps most of what each one is good at (there, accuracy on the fine-tuning
     distribution and robustness under shift) at the cost of one network. The shipped thigh
     segmenter is such an interpolation: the first, the thigh trained on the phantoms' own
-    contrast; the second, its continuation on randomised contrast (README, "Real MRI").
+    contrast; the second, its continuation on randomised contrast (docs/REAL_MRI.md).
 
     The class weights interpolate geometrically (``interpolated_class_weights``).
 

@@ -3,7 +3,7 @@
 Lakshminarayanan et al., "Simple and scalable predictive uncertainty estimation using deep
 ensembles" (NeurIPS 2017): networks trained alike from different seeds make different mistakes
 where the data leave them unsure, and the mean of their class probabilities is better than each.
-Here that is the real calf (README, "Real MRI"): three leg segmenters averaged score higher on the
+Here that is the real calf (docs/REAL_MRI.md): three leg segmenters averaged score higher on the
 real slice than any of them alone, and each of their odd patches is outvoted.
 
 The output is the log of the mean softmax, so everything that takes logits (argmax, softmax,

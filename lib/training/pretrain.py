@@ -21,7 +21,7 @@ gradients and shrinks every later step; a restart forgets them.
 From scratch a segmenter may first train warm-up stages (``PretrainPlan.thigh_warmup``) on the
 phantoms' own GRE-like images alone, and only then its stages on every source. The thigh needs
 this: from scratch on random contrast its 12 muscles reached a validation Dice of 0.27 after 8
-epochs and 0.39 after 28 (README, "Real MRI"), where the phantoms' own look is learnt at once and
+epochs and 0.39 after 28 (docs/REAL_MRI.md), where the phantoms' own look is learnt at once and
 the random-contrast stages then carry it over. The saved network may be moved back part of the way
 towards that start (``<region>_interpolate``, WiSE-FT): it keeps the start's accuracy on the
 phantoms and gains the random-contrast robustness.
@@ -30,7 +30,7 @@ A segmenter may be an ensemble (``PretrainPlan.leg_members``): each member is tr
 network with its own class term and seed (all else from the plan) into ``<out>/.members/``, then
 the members are joined into ``<out>/<name>.pt`` (``lib.models.ensembles``) and their folder removed.
 The shipped leg segmenter is three: the class term of SPEC §5 with seed 0, and the uniform class
-term with seeds 0 and 2 (README, "Real MRI": their softmax average scores higher on the held-out
+term with seeds 0 and 2 (docs/REAL_MRI.md: their softmax average scores higher on the held-out
 real slice than any of them).
 """
 
@@ -123,7 +123,7 @@ class PretrainPlan:
     thigh_members: str = ""
     leg_members: str = "inverse_frequency@0,uniform@0,uniform@2"
     # phantom anatomies (lib.data.phantoms.layout) the segmenters train and are selected on;
-    # "leg,leg_layered" draws the gastrocnemii as layers (README, "Real MRI")
+    # "leg,leg_layered" draws the gastrocnemii as layers (docs/REAL_MRI.md)
     thigh_phantoms: str = ",".join(LAYOUTS["thigh"])
     leg_phantoms: str = ",".join(LAYOUTS["leg"])
     init_from: str = ""  # folder of earlier weights to continue from (empty: from scratch)
