@@ -302,6 +302,7 @@ def test_a_multi_echo_series_is_served_as_its_first_echo_and_a_broken_one_does_n
     assert stats["total"] == 3  # phantom, real slice, the mixed series; not the broken one
     sample = requests.post(f"{pacs_server.url}/activelearning/uncertain_slices", json={}, timeout=600)
     assert sample.status_code == 200 and sample.json()["id"] != broken_id, sample.text
+    assert not list(ROOT.glob(f"{mixed_id}*")), "a series downloaded outside the cache"
 
 
 def test_processes_sharing_the_series_cache_each_get_the_whole_first_echo(orthanc, tmp_path):

@@ -78,13 +78,44 @@ def segment_entries(values: list[int]) -> list[dict]:
     return entries
 
 
+class IndexWithBasePath:
+    """``LocalDatastore._datastore`` (the index model) as a data descriptor that gives each model
+    assigned to it the store's base path before any other thread can read it.
+
+    MONAI Label's ``LocalDatastore._init_from_datastore_file`` (another process rewrote the index)
+    assigns the re-read model and sets its ``base_path`` on the next line. A request thread in
+    between read ``image_path()`` as a relative path, and ``DICOMWebDatastore.get_image_uri``
+    downloaded a whole series into the server's working folder (found in the repository after
+    the test suite: a folder of 16 images named after a multi-echo series).
+    """
+
+    def __set_name__(self, owner, name):
+        self.slot = f"_{owner.__name__}{name}"
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        try:
+            return instance.__dict__[self.slot]
+        except KeyError:
+            raise AttributeError("_datastore") from None
+
+    def __set__(self, instance, model):
+        base = instance.__dict__.get("_datastore_path")
+        if base and not model.base_path:
+            model.base_path = base
+        instance.__dict__[self.slot] = model
+
+
 class MuscleDicomWebDatastore(DICOMWebDatastore):
     """``DICOMWebDatastore`` whose ``final`` labels are checked and stored as muscle-named SEG."""
 
+    _datastore = IndexWithBasePath()
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # Fixed once: while MONAI Label reloads its index (another process rewrote it), the index's
-        # image_path() is relative for a moment, and a note written then landed in the working folder.
+        # Fixed once, as well (before ``IndexWithBasePath``, a note written during a reload of the
+        # index landed in the working folder).
         self._series_root = os.path.realpath(self._datastore.image_path())
 
     def _note(self, image_id: str, kind: str) -> str:
