@@ -38,6 +38,13 @@ LEG_MUSCLES = (
     "peroneus",
 )
 MUSCLES = {"thigh": THIGH_MUSCLES, "leg": LEG_MUSCLES}
+# Muscles on the lateral and the medial side of their limb (anatomy texts; the muscles that lie
+# anterior or posterior, mid-limb, are in neither): which of a lone limb's sides faces the
+# patient's right tells which limb it is (``lib.transforms.postprocess.split_sides``).
+LATERAL_MUSCLES = ("vastus_lateralis", "biceps_femoris_long_head", "biceps_femoris_short_head",
+                   "gastrocnemius_lateralis", "extensor_digitorum_longus", "peroneus")
+MEDIAL_MUSCLES = ("vastus_medialis", "sartorius", "gracilis", "adductor_magnus", "semimembranosus",
+                  "adductor_longus", "gastrocnemius_medialis")
 FIRST_VALUE = {"thigh": 1, "leg": len(THIGH_MUSCLES) + 1}
 SIDE_OFFSET = len(THIGH_MUSCLES) + len(LEG_MUSCLES)  # 18
 BORDER_SIGMA_PX = {"thigh": 7.0, "leg": 8.0}  # SPEC §5 border-weight sigma

@@ -155,7 +155,8 @@ def write_label(path: Path, label: np.ndarray, affine: np.ndarray) -> None:
 
 def sides(label: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """``split_sides`` of the label, computed on the box that holds muscle (same answer: a voxel's
-    side depends on its world position and its slice's muscle only; a third of the time)."""
+    side depends on world positions and the muscle labels only, all inside the box; a third of
+    the time)."""
     found = np.nonzero(label)
     out = np.asarray(label).astype(np.uint8)
     if not found[0].size:
