@@ -64,7 +64,7 @@ from lib.models.ensembles import member_records  # noqa: E402
 from lib.models.store import weights_version  # noqa: E402
 from lib.paths import SHARED_DATA, SHIPPED_WEIGHTS  # noqa: E402
 from lib.training.sources import LAYOUTS, SEED_BASE, real_leg_source  # noqa: E402
-from lib.transforms.geometry import MODEL_SPACING  # noqa: E402
+from lib.transforms.geometry import MODEL_SPACING, world_x  # noqa: E402
 from lib.transforms.intensity import robust_normalize  # noqa: E402
 from lib.transforms.weights import body_mask  # noqa: E402
 from tests.conftest import Server  # noqa: E402
@@ -116,18 +116,27 @@ def limb_halves(path: Path) -> dict[str, tuple[int, slice]] | None:
 
 
 def limb_volume(path: Path, axis: int, part: slice, out: Path) -> None:
-    """The voxels ``part`` of ``axis`` of a volume, saved with their own affine (same world positions)."""
+    """The voxels ``part`` of ``axis`` of a volume, moved along x so that its body's centre lies at
+    x = 0, where a scanner puts the one limb it images (the side must then come from anatomy)."""
     img = nib.load(path)
     index = [slice(None)] * len(img.shape)
     index[axis] = part
-    nib.save(img.slicer[tuple(index)], out)
+    half = img.slicer[tuple(index)]
+    raw = np.asarray(half.dataobj, np.float32)
+    raw = raw[..., 0] if raw.ndim == 4 else raw
+    body = np.stack([body_outline(raw[:, :, k]) for k in range(raw.shape[2])], 2)
+    affine = half.affine.copy()
+    affine[0, 3] -= world_x(affine, raw.shape)[body].mean()
+    nib.save(nib.Nifti1Image(np.asarray(half.dataobj), affine, half.header), out)
 
 
 def one_limb_agreement(server, name: str, halves: dict, bilateral: np.ndarray, tmp: Path) -> dict:
     """Per side: the one-limb volume's labels against the bilateral run's on the same voxels."""
     out = {}
     for side, (axis, part) in halves.items():
-        result, label = infer(server, "muscle", f"{name}__{side}", tmp)
+        result, sided = infer(server, "muscle", f"{name}__{side}", tmp, {"split_sides": True})
+        on_left = sided > SIDE_OFFSET
+        label = np.where(on_left, sided - SIDE_OFFSET, sided)
         index = [slice(None)] * 3
         index[axis] = part
         before = bilateral[tuple(index)]
@@ -136,6 +145,8 @@ def one_limb_agreement(server, name: str, halves: dict, bilateral: np.ndarray, t
         dice = dice_per_class(label, before, max(int(before.max()), int(label.max())) + 1)
         out[side] = {"region": result["classification"]["region"], "labelled_voxels": int((label > 0).sum()),
                      "bilateral_voxels": int((before > 0).sum()),
+                     "own_side": round(float(on_left[label > 0].mean() if side == "left"
+                                             else 1.0 - on_left[label > 0].mean()), 4) if (label > 0).any() else None,
                      "agreement": round(float((label == before)[either].mean()), 4) if either.any() else None,
                      "mean_dice": round(float(np.mean([dice[v - 1] for v in present])), 4) if present else None,
                      "min_dice": round(float(np.min([dice[v - 1] for v in present])), 4) if present else None}
@@ -409,7 +420,7 @@ def kept_loo(path: Path, weights: str) -> dict:
     if kept(earlier["weights"]) != kept(weights):
         raise SystemExit(f"--keep-loo: the classifier or leg weights changed since {path} "
                          f"({earlier['weights']} -> {weights}); run with --loo-weights")
-    return {**earlier["loo"], "kept_from": f"{earlier['date']} run ({earlier['weights']})"}
+    return {"kept_from": f"{earlier['date']} run ({earlier['weights']})", **earlier["loo"]}  # a kept one's first run
 
 
 def main() -> None:

@@ -152,15 +152,17 @@ def _label_table(volumes: dict, margin: int) -> list[str]:
 
 def _one_limb_table(volumes: dict) -> list[str]:
     out = [_row(["volume", "limb alone", "region", "labelled voxels (bilateral run)", "labels agreeing",
-                 "mean Dice (lowest muscle)"]), _row(["---", "---", "---", "---:", "---:", "---:"])]
+                 "mean Dice (lowest muscle)", "on its own side"]),
+           _row(["---", "---", "---", "---:", "---:", "---:", "---:"])]
     for name, v in volumes.items():
         if not v.get("one_limb"):
-            out.append(_row([f"`{name}`", "not cut: no gap between the limbs", "", "", "", ""]))
+            out.append(_row([f"`{name}`", "not cut: no gap between the limbs", "", "", "", "", ""]))
             continue
         for side, r in v["one_limb"].items():
             fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
             out.append(_row([f"`{name}`", side, r["region"], f"{r['labelled_voxels']} ({r['bilateral_voxels']})",
-                             fmt(r["agreement"]), f"{fmt(r['mean_dice'])} ({fmt(r['min_dice'])})"]))
+                             fmt(r["agreement"]), f"{fmt(r['mean_dice'])} ({fmt(r['min_dice'])})",
+                             fmt(r.get("own_side"))]))
     return out
 
 
@@ -251,10 +253,12 @@ def markdown(res: dict, md_path: Path) -> str:
            "volume, leg labels in a thigh volume.",
            "", *_label_table(volumes, margin), "",
            "**One limb in the field of view.** Each volume cut at the gap between its limbs, each half served "
-           "as a volume of its own (same voxels and world coordinates, as a scan of one limb), its labels "
-           "against the bilateral run's on those voxels: *labels agreeing*, the share of voxels labelled in "
-           "either run that carry the same label; Dice per muscle of the bilateral run. The networks see one "
-           "limb's crop either way, so only what the crop holds of the other limb differs.", "",
+           "as a volume of its own (same voxels, moved along x so that the limb's centre lies at x = 0, "
+           "where a scanner puts the one limb it images), its labels against the bilateral run's on those "
+           "voxels: *labels agreeing*, the share of voxels labelled in either run that carry the same label; "
+           "Dice per muscle of the bilateral run. The networks see one limb's crop either way, so only what "
+           "the crop holds of the other limb differs. *On its own side*: the share of its labelled voxels "
+           "that `split_sides` gives the limb's own side (`_left` for the left limb).", "",
            *_one_limb_table(volumes), "", *_dice_section(res), "",
            "## 4. Overlays", "", "Four slices per volume (15, 40, 60, 85 % of the anatomy's range in the CSV).", ""]
     out += [f"![{name}](real/{name}.png)" for name in volumes]

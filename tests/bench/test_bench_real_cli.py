@@ -77,10 +77,12 @@ def test_the_anatomy_check_renders_both_anatomies_in_turn_of_contrast_with_their
     assert not np.array_equal(phantom[0][1], phantom[1][1])  # another subject
 
 
-def test_a_volume_is_cut_into_its_two_limbs_at_the_gap_and_each_keeps_its_world_position(tmp_path):
+def test_a_volume_is_cut_into_its_two_limbs_at_the_gap_and_each_is_centred_at_x_0(tmp_path):
     """``bench real``'s one-limb check: two limbs with air between them are cut there, the patient's
-    left and right told from the affine; a volume of one limb is not cut."""
+    left and right told from the affine, each moved to x = 0 as a scanner centres one limb; a
+    volume of one limb is not cut."""
     from bench.bench_real import limb_halves, limb_volume
+    from lib.transforms.geometry import world_x
 
     rows, cols = np.mgrid[:120, :80]
     limb = lambda r: (np.hypot(rows - r, cols - 40) < 22).astype(np.float32)  # noqa: E731
@@ -94,7 +96,9 @@ def test_a_volume_is_cut_into_its_two_limbs_at_the_gap_and_each_keeps_its_world_
     limb_volume(tmp_path / "two.nii.gz", axis, right, tmp_path / "right.nii.gz")
     half = nib.load(tmp_path / "right.nii.gz")
     assert half.shape == (120 - right.start, 80, 4)
-    assert np.allclose(half.affine[:3, 3], affine[:3, :3] @ [right.start, 0, 0])  # same world positions
+    x = world_x(half.affine, half.shape)
+    assert abs(x[np.asarray(half.dataobj) > 50].mean()) < 1.5  # centred at x = 0, as a scan of one limb
+    assert np.allclose(half.affine[:3, :3], affine[:3, :3]) and np.allclose(half.affine[1:3, 3], affine[1:3, 3])
     assert np.asarray(half.dataobj).max() > 150  # the brighter limb: the right one
     mirrored = np.diag([-1.5, 1.5, 5.0, 1.0])  # LAS: the first axis points to the left
     nib.save(nib.Nifti1Image(two, mirrored), tmp_path / "two_las.nii.gz")
@@ -112,6 +116,9 @@ def test_kept_leave_one_out_results_need_the_same_classifier_and_leg_weights(tmp
                                  "weights": "classifier:aa+segmentation_leg:bb+segmentation_thigh:cc"}))
     kept = kept_loo(saved, "classifier:aa+segmentation_leg:bb+segmentation_thigh:dd")
     assert kept["before"] == {"x": 1} and kept["kept_from"].startswith("2026-12-06 run")
+    saved.write_text(json.dumps({"date": "2026-12-07", "loo": kept,
+                                 "weights": "classifier:aa+segmentation_leg:bb+segmentation_thigh:dd"}))
+    assert kept_loo(saved, "classifier:aa+segmentation_leg:bb+segmentation_thigh:ee")["kept_from"] == kept["kept_from"]
     for changed in ("classifier:ab+segmentation_leg:bb+segmentation_thigh:cc",
                     "classifier:aa+segmentation_leg:bc+segmentation_thigh:cc"):
         with pytest.raises(SystemExit, match="classifier or leg weights changed"):
