@@ -8,7 +8,7 @@ holds one limb: in a scan of two limbs, the one whose x it is nearer. In a scan 
 lateral muscles (``lib.labels.LATERAL_MUSCLES``) lie toward the patient's right of its medial
 ones in a right limb. The sign of its x is the last resort (no lateral or medial muscle found);
 it held for the phantoms but not for real scans of one limb, which the scanner centres near
-x = 0 (a real left calf so placed came out right on 23 of its 31 slices and left on 8), nor
+x = 0 (a real left calf so placed came out right on 24 of its 31 slices and left on 7), nor
 for files whose origin is elsewhere (``qmritools_leg``'s x runs 240-718 mm).
 """
 

@@ -27,7 +27,7 @@ def one_limb(phantom, side: str, centre_x: float) -> tuple[np.ndarray, np.ndarra
 @pytest.mark.parametrize("region,seed", [("thigh", 20_720), ("leg", 20_721)])
 def test_a_scan_of_one_limb_gets_its_own_side_on_every_slice_wherever_it_lies(region, seed):
     """Centred near x = 0 (as scanners place one limb) the sign of x flipped a real left calf to
-    'right' on 23 of its 31 slices; far from 0 (a file's origin elsewhere) it named every limb."""
+    'right' on 24 of its 31 slices; far from 0 (a file's origin elsewhere) it named every limb."""
     phantom = generate_phantom(region, seed, n_slices=6, spacing=(1.2, 1.2, 6.0), shape=(320, 320))
     for side in ("left", "right"):
         for centre_x in (-4.0, 3.0, 400.0, -400.0):
