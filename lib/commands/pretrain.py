@@ -26,8 +26,8 @@ def add_arguments(parser):
 
 def run(args) -> int:
     from lib.networks.presets import get_preset
-    from lib.training.pretrain import (PretrainPlan, parse_members, parse_phantoms, parse_scale_range, parse_stages,
-                                       pretrain, teacher_folders)
+    from lib.training.pretrain import (PretrainPlan, parse_members, parse_phantoms, parse_probabilities,
+                                       parse_scale_range, parse_stages, pretrain, teacher_folders)
     from lib.transforms.weights import CLASS_WEIGHT_MODES
 
     plan = PretrainPlan(**{f.name: getattr(args, f.name) for f in fields(PretrainPlan)})
@@ -56,11 +56,12 @@ def run(args) -> int:
         if segmenter_name(region) not in args.networks:
             continue
         parsed = {}
-        for option, parse in (("members", parse_members), ("phantoms", lambda text: parse_phantoms(region, text))):
+        for option, parse in (("members", parse_members), ("phantoms", lambda text: parse_phantoms(region, text)),
+                              ("own_image_augment", parse_probabilities)):
             try:
                 parsed[option] = parse(getattr(plan, f"{region}_{option}"))
             except ValueError as error:
-                raise UserError(f"--{region}-{option}: {error}") from None
+                raise UserError(f"--{region}-{option.replace('_', '-')}: {error}") from None
         members = parsed["members"]
         changed = [f"--{name.replace('_', '-')}" for name in ("class_weights", "seed")
                    if getattr(plan, name) != getattr(defaults, name)]

@@ -100,6 +100,11 @@ class PretrainPlan:
     real_slice_weight: float = 0.1  # share of leg and classifier draws from the real slice (0: left out)
     shapes_weight: float = 0.45  # share of thigh draws from the real thigh shapes
     own_image_share: float = 0.2  # share of phantom draws in the phantom's own GRE-like image
+    # "INTENSITY,INVERSION": probabilities of each intensity augmentation and of the fat/muscle
+    # inversion on those own images (lib.training.synthetic.own_image_augmentations; the
+    # 2026-11-25 recipe: 0.25,0.15); "0,0": gamma jitter alone
+    thigh_own_image_augment: str = "0,0"
+    leg_own_image_augment: str = "0,0"
     # share of each segmenter's crops with the chosen limb alone in the field of view
     # (lib.training.synthetic.draw_maps): scans of one limb
     thigh_one_limb_share: float = 0.3
@@ -170,6 +175,17 @@ def parse_scale_range(text: str) -> tuple[float, float]:
     if not 0 < low <= high:
         raise ValueError(f"expected 0 < LOW <= HIGH, got {text!r}")
     return low, high
+
+
+def parse_probabilities(text: str) -> tuple[float, float]:
+    """``"INTENSITY,INVERSION"`` -> two probabilities in [0, 1]; ValueError with a message otherwise."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 2 or not all(0.0 <= v <= 1.0 for v in values):
+        raise ValueError(f"own-image augmentation must be two probabilities INTENSITY,INVERSION in [0, 1], got {text!r}")
+    return values
 
 
 def parse_phantoms(region: str, text: str) -> tuple[str, ...]:
@@ -304,7 +320,8 @@ def train_stages(model, region: str, plan: PretrainPlan, stages: list[tuple[int,
                                  patience=2 if keep == "best" else epochs, device=plan.device)
         batches = segmentation_batches(sources, shares, region, plan.batch_size, plan.crop or 240, seed,
                                        own_image_share, plan.class_weights,
-                                       getattr(plan, f"{region}_one_limb_share"))
+                                       getattr(plan, f"{region}_one_limb_share"),
+                                       parse_probabilities(getattr(plan, f"{region}_own_image_augment")))
         histories.append(fit(
             model, batches, make_segmentation_loss(plan.loss), validate, settings, keep=keep,
             on_epoch=lambda e, s, i=index: print(

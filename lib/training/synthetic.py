@@ -18,6 +18,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from monai.transforms import Compose
 from scipy import ndimage as ndi
 
 from lib.data.phantoms.layout import AIR, MUSCLE, OBJECT
@@ -25,6 +26,7 @@ from lib.data.phantoms.shapes import LabelSlices
 from lib.data.phantoms.synthetic import render, smooth_field
 from lib.inference.limbs import CLASSIFIER_CROP, MIN_CROP, crop
 from lib.labels import BORDER_SIGMA_PX, FIRST_VALUE, MUSCLES, num_classes
+from lib.transforms.augment import intensity_augmentations
 from lib.transforms.geometry import MODEL_SPACING
 from lib.transforms.intensity import classifier_input
 from lib.transforms.weights import IGNORE_VALUE, border_weight_map, inverse_frequency_weights
@@ -168,6 +170,16 @@ def draw_maps(source: LabelSlices, index: int, centre: tuple[float, float], size
     return tissue, label
 
 
+def own_image_augmentations(seed: int, intensity_prob: float, fat_inversion_prob: float) -> Compose:
+    """Intensity augmentations of the phantoms' own GRE-like images (``intensity_augmentations``).
+    The 2026-11-25 code trained its phantom-only thigh with them (0.25 each, inversion 0.15), and
+    that start generalises to other contrasts where today's warm-up does not. Added to today's
+    recipe they did not bring that back (docs/REAL_MRI.md, 2026-12-07): not a default."""
+    augment = Compose(intensity_augmentations(intensity_prob, fat_inversion_prob))
+    augment.set_random_state(seed=seed)
+    return augment
+
+
 class SampleDrawer:
     """Draws (source, slice, limb centre) by source weight; the shared part of both batch kinds."""
 
@@ -187,11 +199,14 @@ class SampleDrawer:
 
 def segmentation_sample(source: LabelSlices, index: int, centre, region: str, size: int,
                         rng: np.random.Generator, own_image_share: float = 0.0,
-                        one_limb_share: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                        one_limb_share: float = 0.0, own_image_augment=None) -> tuple[np.ndarray, np.ndarray]:
     """One ``(image, channel label)`` crop (size, size) for ``region``'s segmenter: rendered, or
     with probability ``own_image_share`` the source's own image (gamma-jittered) where it has one,
-    always for a source drawn only in its own images; ``one_limb_share``: see ``draw_maps``."""
-    if source.images is not None and (source.own_image_only or rng.uniform() < own_image_share):
+    always for a source drawn only in its own images; ``one_limb_share``: see ``draw_maps``;
+    ``own_image_augment``: a dictionary transform applied to an own image after that
+    (``own_image_augmentations``)."""
+    own = source.images is not None and (source.own_image_only or rng.uniform() < own_image_share)
+    if own:
         tissue, label, image = draw_maps(source, index, centre, size, rng, own_image=True,
                                          one_limb_share=one_limb_share)
         image = np.clip(image, 0, 1) ** np.exp(rng.normal(0, 0.2))
@@ -199,6 +214,9 @@ def segmentation_sample(source: LabelSlices, index: int, centre, region: str, si
         tissue, label = draw_maps(source, index, centre, size, rng, one_limb_share=one_limb_share)
         image = render(tissue, label, rng)
     channels = to_channels(label, region)
+    if own and own_image_augment is not None:
+        image = np.asarray(own_image_augment({"image": image[None], "label": channels[None]})["image"][0],
+                           np.float32)
     if rng.uniform() < 0.5:  # left/right mirror: a mirrored limb is a limb of the other side
         image, channels = image[::-1].copy(), channels[::-1].copy()
     return image, channels
@@ -208,18 +226,22 @@ def segmentation_batches(sources: list[LabelSlices], weights, region: str, batch
                          size: int = MIN_CROP, seed: int = 0,
                          own_image_share: float = 0.0,
                          class_weights: str = "inverse_frequency",
-                         one_limb_share: float = 0.0) -> Iterator[tuple[torch.Tensor, ...]]:
+                         one_limb_share: float = 0.0,
+                         own_image_augment: tuple[float, float] = (0.0, 0.0)) -> Iterator[tuple[torch.Tensor, ...]]:
     """Endless ``(images, channel labels, weight maps)`` batches (SPEC §5 weights) of rendered crops;
     ``class_weights="uniform"`` keeps only the weight maps' border term; ``one_limb_share``: the
-    share of crops with the chosen limb alone (``draw_maps``)."""
+    share of crops with the chosen limb alone (``draw_maps``); ``own_image_augment``: (intensity,
+    fat inversion) probabilities of ``own_image_augmentations`` on own images (seeded with
+    ``seed``; (0, 0): none)."""
     drawer = SampleDrawer(sources, weights, seed)
     frequencies = class_frequencies(sources, region) if class_weights == "inverse_frequency" else None
+    augment = own_image_augmentations(seed, *own_image_augment) if any(own_image_augment) else None
     while True:
         images, labels, weights_ = [], [], []
         for _ in range(batch_size):
             k, i, centre = drawer.draw()
             image, channels = segmentation_sample(sources[k], i, centre, region, size, drawer.rng, own_image_share,
-                                                  one_limb_share)
+                                                  one_limb_share, augment)
             weights_.append(border_weight_map(image, channels, num_classes(region), BORDER_SIGMA_PX[region],
                                               class_weights=class_weights, class_frequencies=frequencies,
                                               max_class_weight=MAX_CLASS_WEIGHT))

@@ -34,7 +34,7 @@ from lib.transforms.intensity import RobustNormalized
 from lib.transforms.weights import BorderWeightMapd
 
 __all__ = ["RandFlipSidesd", "RandLimbAffined", "RandPiecewiseAffined", "RandElasticd",
-           "RandFatMuscleInversiond", "train_augmentations"]
+           "RandFatMuscleInversiond", "intensity_augmentations", "train_augmentations"]
 
 
 class RandFlipSidesd(RandomizableTransform, MapTransform):
@@ -91,13 +91,20 @@ def train_augmentations(region: str | None = None, prob: float = 0.5, intensity_
     if weight_map:
         steps.append(BorderWeightMapd((label_key,), region=region, weight_key=weight_key, image_key=image_key,
                                       **weight_kwargs))
-    steps += [
+    steps += intensity_augmentations(intensity_prob, fat_inversion_prob, image_key, label_key)
+    steps.append(EnsureTyped((image_key, label_key, side_key, weight_key), allow_missing_keys=True))
+    return Compose(steps)
+
+
+def intensity_augmentations(intensity_prob: float = 0.25, fat_inversion_prob: float = 0.2,
+                            image_key: str = "image", label_key: str = "label") -> list:
+    """The intensity half of ``train_augmentations``: fat/muscle inversion, histogram shift, gamma,
+    bias field, Rician noise, then robust normalisation (``label_key`` is read, not changed)."""
+    return [
         RandFatMuscleInversiond((image_key,), label_key=label_key, prob=fat_inversion_prob),
         RandHistogramShiftd(image_key, num_control_points=(5, 10), prob=intensity_prob),
         RandAdjustContrastd(image_key, gamma=(0.7, 1.5), prob=intensity_prob),
         RandBiasFieldd(image_key, degree=3, coeff_range=(0.0, 0.2), prob=intensity_prob),
         RandRicianNoised(image_key, std=0.03, sample_std=True, prob=intensity_prob),
         RobustNormalized(image_key),
-        EnsureTyped((image_key, label_key, side_key, weight_key), allow_missing_keys=True),
     ]
-    return Compose(steps)

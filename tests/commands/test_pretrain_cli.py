@@ -197,6 +197,8 @@ def test_leg_members_are_trained_and_joined_into_one_ensemble(tmp_path):
     (["--seed", "3"], "--seed would not reach the leg segmenter"),
     (["--class-weights", "uniform"], "--class-weights would not reach the leg segmenter"),
     (["--leg-phantoms", "leg,thigh"], "--leg-phantoms: thigh: use leg layouts from leg, leg_anatomical"),
+    (["--leg-own-image-augment", "0.25"], "--leg-own-image-augment: own-image augmentation must be two probabilities"),
+    (["--leg-own-image-augment", "0.25,1.5"], "INTENSITY,INVERSION in [0, 1], got '0.25,1.5'"),
 ])
 def test_bad_member_settings_are_one_line_errors(tmp_path, args, message):
     proc = pretrain("--networks", "segmentation_leg", *args, "--out", str(tmp_path / "w"), timeout=ERROR_TIMEOUT)

@@ -89,6 +89,30 @@ def test_a_source_with_its_own_image_gives_the_same_kind_of_batch(sources):
     assert torch.isfinite(images).all() and set(torch.unique(labels).tolist()) <= allowed_channels("leg")
 
 
+def test_own_images_augmented_keep_their_labels_are_reproducible_and_sometimes_invert_fat(sources):
+    """``own_image_augment`` changes only the own images' intensities (the 2026-11-25 recipe); the
+    labels and weight maps' draws stay, the same seed gives the same batch, and with the
+    inversion always on the fat ring ends darker than the muscle in some crops."""
+    thigh = sources["thigh"]
+    tissue = thigh.tissue
+    own = LabelSlices(tissue, thigh.label, "thigh", thigh.sources,
+                      images=np.select([tissue == AIR, thigh.label > 0], [0.02, 0.45], 0.9).astype(np.float32))
+    plain = take(segmentation_batches([own], [1.0], "thigh", batch_size=4, size=CROP, seed=5, own_image_share=1.0), 3)
+    augmented = [take(segmentation_batches([own], [1.0], "thigh", batch_size=4, size=CROP, seed=5, own_image_share=1.0,
+                                           own_image_augment=(0.25, 1.0)), 3) for _ in range(2)]
+    for (x0, y0, _), (x1, y1, _), (x2, y2, _) in zip(plain, *augmented):
+        assert torch.equal(y0, y1) and torch.equal(x1, x2) and torch.equal(y1, y2)
+        assert torch.isfinite(x1).all()
+    inverted = 0
+    for (x0, y0, _), (x1, _, _) in zip(plain, augmented[0]):
+        for k in range(x0.shape[0]):
+            muscle, fat = (y0[k, 0] > 0) & (y0[k, 0] != IGNORE_VALUE), x0[k, 0] > 0.8
+            if muscle.any() and fat.any():
+                inverted += int(x1[k, 0][fat].mean() < x1[k, 0][muscle].mean())
+                assert x0[k, 0][fat].mean() > x0[k, 0][muscle].mean()
+    assert inverted >= 3
+
+
 def test_a_one_limb_crop_of_an_own_image_gives_the_other_limb_the_airs_level(sources):
     thigh = sources["thigh"]
     own = LabelSlices(thigh.tissue, thigh.label, "thigh", thigh.sources,
