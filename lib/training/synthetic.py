@@ -171,11 +171,13 @@ def draw_maps(source: LabelSlices, index: int, centre: tuple[float, float], size
 
 
 def own_image_augmentations(seed: int, intensity_prob: float, fat_inversion_prob: float) -> Compose:
-    """Intensity augmentations of the phantoms' own GRE-like images (``intensity_augmentations``).
-    The 2026-11-25 code trained its phantom-only thigh with them (0.25 each, inversion 0.15), and
-    that start generalises to other contrasts where today's warm-up does not. Added to today's
-    recipe they did not bring that back (docs/REAL_MRI.md, 2026-12-07): not a default."""
-    augment = Compose(intensity_augmentations(intensity_prob, fat_inversion_prob))
+    """Intensity augmentations of the phantoms' own GRE-like images (``intensity_augmentations``),
+    clipped to [0, 1] rather than normalised per crop: own images keep the per-volume scaling that
+    inference uses (with the per-crop normalisation a thigh warm-up lost its own contrast, 0.927 ->
+    0.837; without it 0.885, and fat-dark 0.367 -> 0.645; docs/REAL_MRI.md, 2026-12-07). The
+    2026-11-25 code trained its phantom-only thigh with them (0.25 each, inversion 0.15). Not a
+    default yet: the stages after such a warm-up are not measured."""
+    augment = Compose(intensity_augmentations(intensity_prob, fat_inversion_prob, normalize=False))
     augment.set_random_state(seed=seed)
     return augment
 

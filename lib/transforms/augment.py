@@ -25,7 +25,8 @@ from collections.abc import Hashable, Mapping
 import numpy as np
 from monai.config import KeysCollection
 from monai.transforms import (Compose, EnsureTyped, MapTransform, RandAdjustContrastd, RandBiasFieldd,
-                              RandHistogramShiftd, RandomizableTransform, RandRicianNoised)
+                              RandHistogramShiftd, RandomizableTransform, RandRicianNoised,
+                              ScaleIntensityRanged)
 from monai.utils import convert_to_dst_type, convert_to_numpy
 
 from lib.transforms.augment_intensity import RandFatMuscleInversiond
@@ -97,14 +98,17 @@ def train_augmentations(region: str | None = None, prob: float = 0.5, intensity_
 
 
 def intensity_augmentations(intensity_prob: float = 0.25, fat_inversion_prob: float = 0.2,
-                            image_key: str = "image", label_key: str = "label") -> list:
+                            image_key: str = "image", label_key: str = "label", normalize: bool = True) -> list:
     """The intensity half of ``train_augmentations``: fat/muscle inversion, histogram shift, gamma,
-    bias field, Rician noise, then robust normalisation (``label_key`` is read, not changed)."""
+    bias field, Rician noise, then robust normalisation of the slice or crop (``normalize=False``:
+    clipped to [0, 1] instead, keeping the scale of a volume normalised as a whole); ``label_key``
+    is read, not changed."""
     return [
         RandFatMuscleInversiond((image_key,), label_key=label_key, prob=fat_inversion_prob),
         RandHistogramShiftd(image_key, num_control_points=(5, 10), prob=intensity_prob),
         RandAdjustContrastd(image_key, gamma=(0.7, 1.5), prob=intensity_prob),
         RandBiasFieldd(image_key, degree=3, coeff_range=(0.0, 0.2), prob=intensity_prob),
         RandRicianNoised(image_key, std=0.03, sample_std=True, prob=intensity_prob),
-        RobustNormalized(image_key),
+        RobustNormalized(image_key) if normalize
+        else ScaleIntensityRanged(image_key, a_min=0.0, a_max=1.0, b_min=0.0, b_max=1.0, clip=True),
     ]
