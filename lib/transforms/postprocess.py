@@ -4,8 +4,8 @@
 The side comes from world coordinates, not array order: in RAS world space +x points to the
 patient's right, whatever the file's orientation. In each axial slice the muscle voxels are
 split at the widest gap along x (the space between the two limbs). A slice without such a gap
-holds one limb: in a scan of two limbs, the one whose x it is nearer. In a scan of one limb, its side is read from the anatomy: its
-lateral muscles (``lib.labels.LATERAL_MUSCLES``) lie toward the patient's right of its medial
+holds one limb: in a scan of two limbs, the one whose x it is nearer. In a scan of one limb,
+its side is read from the anatomy: its lateral muscles (``lib.labels.LATERAL_MUSCLES``) lie toward the patient's right of its medial
 ones in a right limb. The sign of its x is the last resort (no lateral or medial muscle found);
 it held for the phantoms but not for real scans of one limb, which the scanner centres near
 x = 0 (a real left calf so placed came out right on 24 of its 31 slices and left on 7), nor
@@ -48,7 +48,7 @@ def split_sides(label: np.ndarray, affine: np.ndarray, min_gap_mm: float = 8.0,
     out = label.astype(np.uint8).copy()
     x = world_x(affine, label.shape)
     axis = axial_axis(affine)
-    slices = []  # (plane index, muscle mask, xs, values, cut or None, two limbs)
+    slices = []  # (slice index tuple, muscle mask, xs, values, cut or None, two limbs)
     for k in range(label.shape[axis]):
         sl = [slice(None)] * 3
         sl[axis] = k
@@ -75,19 +75,13 @@ def split_sides(label: np.ndarray, affine: np.ndarray, min_gap_mm: float = 8.0,
                 left = xs < cut  # smaller RAS x = patient's left
             else:  # a limb alone on this slice: the nearer of the two
                 left = np.full(xs.shape, abs(xs.mean() - left_x) < abs(xs.mean() - right_x))
-            _put(out, sl, muscle, np.where(left, values + SIDE_OFFSET, values))
+            out[sl][muscle] = np.where(left, values + SIDE_OFFSET, values)  # out[sl] is a view
         return out
     side = lone_limb_is_left(np.concatenate([s[3] for s in slices]), np.concatenate([s[2] for s in slices]))
     for sl, muscle, xs, values, _, _ in slices:  # a scan of one limb: one side for the volume
         is_left = xs.mean() < 0 if side is None else side
-        _put(out, sl, muscle, values + SIDE_OFFSET if is_left else values)
+        out[sl][muscle] = values + SIDE_OFFSET if is_left else values
     return out
-
-
-def _put(out: np.ndarray, sl: tuple, muscle: np.ndarray, values: np.ndarray) -> None:
-    plane = out[sl]
-    plane[muscle] = values
-    out[sl] = plane
 
 
 class SplitSidesd(MapTransform):
