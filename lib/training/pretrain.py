@@ -282,13 +282,13 @@ def train_segmenter(region: str, plan: PretrainPlan, out: Path) -> dict:
                  "validation_score": histories[-1].best_score}
     weights = loss_class_weights(sources, region, plan.class_weights)
     attach(model, {"class_weights": weights})  # validation scores what will be served
+    share = getattr(plan, f"{region}_interpolate")
     histories += train_stages(model, region, plan, parse_stages(getattr(plan, f"{region}_stages")), sources, shares,
-                              validate, own_image_share=plan.own_image_share)
+                              validate, own_image_share=plan.own_image_share, leave_start=share < 1)
     self_trained, real_slices = self_train(model, region, plan, sources, shares, validate)
     histories += self_trained
     score = self_trained[-1].val_score[-1] if self_trained else None
     extra = {}
-    share = getattr(plan, f"{region}_interpolate")
     if share < 1:
         if start is None:  # continued: interpolate towards the network it was continued from
             init, meta = build_from_checkpoint(weight_file(plan.init_from, name), return_meta=True)
@@ -307,11 +307,14 @@ def train_segmenter(region: str, plan: PretrainPlan, out: Path) -> dict:
 
 def train_stages(model, region: str, plan: PretrainPlan, stages: list[tuple[int, float]], sources: list,
                  shares: list, validate, own_image_share: float, label: str = "stage", seed_offset: int = 0,
-                 keep: str = "best") -> list:
+                 keep: str = "best", leave_start: bool = False) -> list:
     """Restarted stages: each a fresh optimiser, seeded ``plan.seed + seed_offset + its index`` (so
     a warm-up and the stages after it draw as two separate calls would). ``keep="best"``: each
     stage starts from the best weights so far and halves its rate after 2 epochs without gain;
-    ``"last"``: each keeps its last epoch at its rate (``fit``)."""
+    ``"last"``: each keeps its last epoch at its rate (``fit``). ``leave_start``: the first stage
+    keeps its best trained epoch even below its starting weights (those are kept apart, to be
+    interpolated back to: a start that already validates high would otherwise be restored after
+    every stage, and the stages would learn nothing)."""
     histories = []
     for index, (epochs, lr) in enumerate(stages):
         seed = plan.seed + seed_offset + index
@@ -323,7 +326,8 @@ def train_stages(model, region: str, plan: PretrainPlan, stages: list[tuple[int,
                                        getattr(plan, f"{region}_one_limb_share"),
                                        parse_probabilities(getattr(plan, f"{region}_own_image_augment")))
         histories.append(fit(
-            model, batches, make_segmentation_loss(plan.loss), validate, settings, keep=keep,
+            model, batches, make_segmentation_loss(plan.loss), validate, settings,
+            keep="best_trained" if leave_start and index == 0 and keep == "best" else keep,
             on_epoch=lambda e, s, i=index: print(
                 f"  {region} {label} {i + 1}/{len(stages)} epoch {s['epoch']}/{s['epochs']} loss {s['loss']:.4f} "
                 f"val Dice {s['val']:.4f} ({s['seconds']:.0f} s)", flush=True)))

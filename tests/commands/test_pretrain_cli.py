@@ -106,13 +106,15 @@ def test_self_training_continues_a_network_on_its_teachers_labels_of_the_real_le
 def test_interpolate_keeps_that_share_of_the_training_from_the_init_and_scores_what_it_saves(tmp_path):
     """``--thigh-interpolate 0`` with ``--init-from``: the training runs, then the saved network is
     the one it started from (WiSE-FT's end point), scored and recorded as such beside the trained
-    network's score."""
+    network's score. The stages do not fall back on that start when it validates higher."""
     proc = pretrain("--networks", "segmentation_thigh", "--init-from", str(SHIPPED_WEIGHTS), "--thigh-stages", "1@0.002",
                     "--thigh-warmup", "1@0.002", "--thigh-interpolate", "0", "--steps-per-epoch", "2",
                     "--train-subjects", "1", "--val-subjects", "1", "--slices-per-subject", "2", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads((tmp_path / "segmentation_thigh.json").read_text())
     assert "warm-up" not in proc.stdout and len(record["history"]) == 1  # continued: no warm-up
+    # its trained epoch is kept even below the start it continues (kept apart for the interpolation)
+    assert record["history"][0]["best_epoch"] == 0
     interpolation = record["interpolation"]
     assert interpolation["share"] == 0 and interpolation["start"] == "init_from"
     assert interpolation["trained_validation_score"] == record["history"][0]["best_score"]
