@@ -385,6 +385,7 @@ def run(args) -> dict:
         real = load_real_slice()
         save_nifti(studies / f"{STUDY_ID}.nii.gz", real.image, real.affine)
         folder = model_folder(tmp, args.model_dir)
+        weights = weights_used(folder)  # here: the folder goes with the temporary directory
         (RESULTS / "real").mkdir(parents=True, exist_ok=True)
         with Server(studies, tmp / "server.log", NO_BACKGROUND_SCORING, model_dir=folder) as server:
             volumes = {}
@@ -397,7 +398,7 @@ def run(args) -> dict:
         loo = loo_round(args, real, tmp) if args.loo_weights else None
     accuracies = [v["classifier"]["accuracy"] for v in volumes.values()]
     return {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "seconds": round(time.time() - start, 1),
-            "weights": weights_used(folder), "model_dir": str(args.model_dir or "weights/ (shipped)"),
+            "weights": weights, "model_dir": str(args.model_dir or "weights/ (shipped)"),
             "volumes": volumes,
             "overall": {"min_accuracy": min(accuracies), "target_min_accuracy": 0.99,
                         "leg_routed_thigh": sum(len(v["classifier"]["leg_routed_thigh"]) for v in volumes.values()),
