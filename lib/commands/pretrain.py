@@ -62,6 +62,9 @@ def run(args) -> int:
                 parsed[option] = parse(getattr(plan, f"{region}_{option}"))
             except ValueError as error:
                 raise UserError(f"--{region}-{option.replace('_', '-')}: {error}") from None
+        crops = getattr(plan, f"{region}_warmup_crops")
+        if crops not in ("limb", "slice"):
+            raise UserError(f"--{region}-warmup-crops must be limb or slice, got {crops!r}")
         members = parsed["members"]
         changed = [f"--{name.replace('_', '-')}" for name in ("class_weights", "seed")
                    if getattr(plan, name) != getattr(defaults, name)]

@@ -22,7 +22,11 @@ From scratch a segmenter may first train warm-up stages (``PretrainPlan.thigh_wa
 phantoms' own GRE-like images alone, and only then its stages on every source. The thigh needs
 this: from scratch on random contrast its 12 muscles reached a validation Dice of 0.27 after 8
 epochs and 0.39 after 28 (docs/REAL_MRI.md), where the phantoms' own look is learnt at once and
-the random-contrast stages then carry it over. The saved network may be moved back part of the way
+the random-contrast stages then carry it over. The thigh's warm-up draws whole phantom slices cut
+around a limb and augmented in intensity and shape (``<region>_warmup_crops="slice"``, the sampler
+of incremental training): a warm-up on limb crops of the same images learnt their own contrast as
+well but carried over much less (held-out fat-dark thighs 0.175 against 0.296; after the stages
+0.379 against 0.623). The saved network may be moved back part of the way
 towards that start (``<region>_interpolate``, WiSE-FT): it keeps the start's accuracy on the
 phantoms and gains the random-contrast robustness.
 
@@ -45,6 +49,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from lib.data.phantoms.layout import LAYOUT_REGION
@@ -61,7 +66,7 @@ from lib.networks.presets import build_classifier, build_segmenter
 from lib.training.averaging import WeightAverage, recalibrate_batch_norm
 from lib.training.loop import TrainSettings, fit
 from lib.training.loss import make_segmentation_loss
-from lib.training.slices import SliceSet
+from lib.training.slices import SliceSet, segmentation_batches as slice_batches
 from lib.training.sources import (LAYOUTS, PHANTOM_SPACING, SEED_BASE, ClassifierValidation, SegmenterValidation,
                                   classifier_sources, segmenter_sources)
 from lib.training.self_training import pseudo_labelled_slices
@@ -75,8 +80,8 @@ SELF_TRAINING_SEED = 100  # offset of the self-training stages' seeds from the p
 
 @dataclass
 class PretrainPlan:
-    """What ``pretrain`` does. The defaults are the shipped networks' recipes, except that the shipped
-    thigh was continued from an older network than the warm-up makes (weights/README.md)."""
+    """What ``pretrain`` does. The defaults are the shipped networks' recipes; the shipped thigh and
+    the shipped leg's first member themselves started from networks of 2026-11-25 (weights/README.md)."""
 
     preset: str = "compact"
     train_subjects: int = 24  # per region
@@ -105,6 +110,12 @@ class PretrainPlan:
     # 2026-11-25 recipe: 0.25,0.15); "0,0": gamma jitter alone
     thigh_own_image_augment: str = "0,0"
     leg_own_image_augment: str = "0,0"
+    # what the warm-up draws: "slice", 240 px cuts of whole phantom slices around a limb with
+    # lib.transforms.augment.train_augmentations (the 2026-11-25 recipe, lib.training.slices;
+    # held-out fat-dark thighs 0.296 at the warm-up's end against 0.175, docs/REAL_MRI.md
+    # 2026-12-07); "limb", deformed limb crops of the phantoms' own images (lib.training.synthetic)
+    thigh_warmup_crops: str = "slice"
+    leg_warmup_crops: str = "limb"
     # share of each segmenter's crops with the chosen limb alone in the field of view
     # (lib.training.synthetic.draw_maps): scans of one limb
     thigh_one_limb_share: float = 0.3
@@ -277,7 +288,7 @@ def train_segmenter(region: str, plan: PretrainPlan, out: Path) -> dict:
         warm_weights = loss_class_weights(sources[:1], region, plan.class_weights)
         attach(model, {"class_weights": warm_weights})
         histories += train_stages(model, region, plan, warmup, sources[:1], [1.0], validate, own_image_share=1.0,
-                                  label="warm-up")
+                                  label="warm-up", sampler=warmup_sampler(sources[0], region, plan))
         start = {"from": "warm-up", "state": copy.deepcopy(model.state_dict()), "class_weights": warm_weights,
                  "validation_score": histories[-1].best_score}
     weights = loss_class_weights(sources, region, plan.class_weights)
@@ -307,24 +318,25 @@ def train_segmenter(region: str, plan: PretrainPlan, out: Path) -> dict:
 
 def train_stages(model, region: str, plan: PretrainPlan, stages: list[tuple[int, float]], sources: list,
                  shares: list, validate, own_image_share: float, label: str = "stage", seed_offset: int = 0,
-                 keep: str = "best", leave_start: bool = False) -> list:
+                 keep: str = "best", leave_start: bool = False, sampler=None) -> list:
     """Restarted stages: each a fresh optimiser, seeded ``plan.seed + seed_offset + its index`` (so
     a warm-up and the stages after it draw as two separate calls would). ``keep="best"``: each
     stage starts from the best weights so far and halves its rate after 2 epochs without gain;
     ``"last"``: each keeps its last epoch at its rate (``fit``). ``leave_start``: the first stage
     keeps its best trained epoch even below its starting weights (those are kept apart, to be
     interpolated back to: a start that already validates high would otherwise be restored after
-    every stage, and the stages would learn nothing)."""
+    every stage, and the stages would learn nothing). ``sampler``: seed -> batches, in place of
+    the rendered crops of ``sources``."""
     histories = []
     for index, (epochs, lr) in enumerate(stages):
         seed = plan.seed + seed_offset + index
         torch.manual_seed(seed)
         settings = TrainSettings(epochs=epochs, steps_per_epoch=plan.steps_per_epoch, lr=lr,
                                  patience=2 if keep == "best" else epochs, device=plan.device)
-        batches = segmentation_batches(sources, shares, region, plan.batch_size, plan.crop or 240, seed,
-                                       own_image_share, plan.class_weights,
-                                       getattr(plan, f"{region}_one_limb_share"),
-                                       parse_probabilities(getattr(plan, f"{region}_own_image_augment")))
+        batches = sampler(seed) if sampler is not None else segmentation_batches(
+            sources, shares, region, plan.batch_size, plan.crop or 240, seed, own_image_share, plan.class_weights,
+            getattr(plan, f"{region}_one_limb_share"),
+            parse_probabilities(getattr(plan, f"{region}_own_image_augment")))
         histories.append(fit(
             model, batches, make_segmentation_loss(plan.loss), validate, settings,
             keep="best_trained" if leave_start and index == 0 and keep == "best" else keep,
@@ -332,6 +344,19 @@ def train_stages(model, region: str, plan: PretrainPlan, stages: list[tuple[int,
                 f"  {region} {label} {i + 1}/{len(stages)} epoch {s['epoch']}/{s['epochs']} loss {s['loss']:.4f} "
                 f"val Dice {s['val']:.4f} ({s['seconds']:.0f} s)", flush=True)))
     return histories
+
+
+def warmup_sampler(phantoms, region: str, plan: PretrainPlan):
+    """``<region>_warmup_crops="slice"``: seed -> batches of whole phantom slices cut around a limb
+    and augmented as the 2026-11-25 recipe did (``lib.training.slices.segmentation_batches``; the
+    own-image and one-limb options do not reach it); None for ``"limb"``, the rendered limb crops."""
+    if getattr(plan, f"{region}_warmup_crops") != "slice":
+        return None
+    data = SliceSet(torch.from_numpy(phantoms.images[:, None].astype(np.float32)),
+                    torch.from_numpy(phantoms.label[:, None].astype(np.uint8)), np.ones(len(phantoms)),
+                    list(phantoms.sources))
+    return lambda seed: slice_batches(data, region, plan.batch_size, plan.crop or 240, seed,
+                                      class_weights=plan.class_weights)
 
 
 def interpolate_with_start(model, weights: list[float], start: dict, share: float, validate, name: str,

@@ -13,7 +13,7 @@ from lib.models.catalog import weight_file
 from lib.networks.checkpoint import build_from_checkpoint
 from lib.paths import SHARED_DATA, SHIPPED_WEIGHTS
 from lib.networks.ensemble import SoftmaxEnsemble
-from lib.training.pretrain import PretrainPlan, parse_members, parse_stages
+from lib.training.pretrain import PretrainPlan, parse_members, parse_stages, warmup_sampler
 from lib.training.sources import segmenter_sources
 from lib.training.synthetic import loss_class_weights
 from tests.conftest import ROOT
@@ -201,6 +201,7 @@ def test_leg_members_are_trained_and_joined_into_one_ensemble(tmp_path):
     (["--leg-phantoms", "leg,thigh"], "--leg-phantoms: thigh: use leg layouts from leg, leg_anatomical"),
     (["--leg-own-image-augment", "0.25"], "--leg-own-image-augment: own-image augmentation must be two probabilities"),
     (["--leg-own-image-augment", "0.25,1.5"], "INTENSITY,INVERSION in [0, 1], got '0.25,1.5'"),
+    (["--leg-warmup-crops", "whole"], "--leg-warmup-crops must be limb or slice, got 'whole'"),
 ])
 def test_bad_member_settings_are_one_line_errors(tmp_path, args, message):
     proc = pretrain("--networks", "segmentation_leg", *args, "--out", str(tmp_path / "w"), timeout=ERROR_TIMEOUT)
@@ -246,3 +247,17 @@ def test_bad_classifier_settings_are_one_line_errors(tmp_path, args, message):
     proc = pretrain(*args, "--out", str(tmp_path / "w"), timeout=ERROR_TIMEOUT)
     assert proc.returncode == 2 and message in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
+
+
+def test_slice_warmup_crops_cut_whole_phantom_slices_around_a_limb():
+    """``--thigh-warmup-crops slice``, the 2026-11-25 sampler (whole model-grid phantom slices cut
+    to the crop around a limb, ``train_augmentations``, each crop robustly normalised), seeded;
+    the thigh's default; ``limb`` draws the rendered limb crops (None here)."""
+    sources, _ = segmenter_sources("thigh", 1, 2, 0.0, 0.0)
+    assert warmup_sampler(sources[0], "thigh", PretrainPlan(thigh_warmup_crops="limb")) is None
+    sampler = warmup_sampler(sources[0], "thigh", PretrainPlan())
+    images, labels, weights = next(sampler(3))
+    assert images.shape == labels.shape == weights.shape == (4, 1, 240, 240)
+    assert 0 < int(labels.max()) <= 12 and float(weights.min()) > 0
+    assert torch.equal(images, next(sampler(3))[0]) and not torch.equal(images, next(sampler(4))[0])
+    assert (images.flatten(1) < 0.05).float().mean(1).min() > 0.1  # cut around a limb: air round it
