@@ -104,6 +104,9 @@ def run(args) -> int:
                 raise UserError(f"--{region}-{option.replace('_', '-')} must be between 0 and 1, got {value}")
         if getattr(plan, f"{region}_interpolate") < 1 and segmenter_name(region) in args.networks:
             check_interpolation_start(plan, region)
+    for region in REGIONS:
+        if segmenter_name(region) in args.networks:
+            check_member_recipes(plan, region)
     records = pretrain(plan, Path(args.out), networks=args.networks)
     for name, record in records.items():
         print(f"{name}: validation {record['validation_score']:.4f} -> {weight_file(args.out, name)}")
@@ -126,3 +129,18 @@ def check_interpolation_start(plan, region: str) -> None:
     if not path.is_file() or "class_weights" not in load_checkpoint(path)[1]:
         raise UserError(f"{option}: {path} is not a segmenter with class weights to interpolate towards "
                         "(pretrain writes them)")
+
+
+def check_member_recipes(plan, region: str) -> None:
+    """A member with a recipe trains the recipe's settings: the same options given on the command line
+    would not reach it, so they are an error rather than silently ignored."""
+    from lib.training.pretrain import MEMBER_RECIPES, PretrainPlan, parse_members
+
+    defaults = PretrainPlan()
+    for index, member in enumerate(parse_members(getattr(plan, f"{region}_members")), start=1):
+        overridden = [f"--{region}-{key.replace('_', '-')}" for key in MEMBER_RECIPES.get(member.recipe, {})
+                      if getattr(plan, f"{region}_{key}") != getattr(defaults, f"{region}_{key}")]
+        if overridden:
+            raise UserError(f"{' and '.join(overridden)} would not reach member {index} of --{region}-members "
+                            f"({member.class_weights}@{member.seed}+{member.recipe}): its recipe sets them; "
+                            f"drop +{member.recipe} to train that member with them")

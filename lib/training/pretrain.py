@@ -35,7 +35,9 @@ network with its own class term and seed (all else from the plan) into ``<out>/.
 the members are joined into ``<out>/<name>.pt`` (``lib.models.ensembles``) and their folder removed.
 The shipped leg segmenter is three: the class term of SPEC §5 with seed 0, and the uniform class
 term with seeds 0 and 2 (docs/REAL_MRI.md: their softmax average scores higher on the held-out
-real slice than any of them).
+real slice than any of them). A member may train another recipe (``MEMBER_RECIPES``): the first
+leg member trains the thigh's (``+warmup``), the way the shipped leg's first member started, and
+lifts the ensemble on held-out phantoms from 0.868 to 0.901 (docs/REAL_MRI.md, 2026-12-07).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -75,6 +78,13 @@ from lib.transforms.preprocess import volume_to_model_grid
 
 logger = logging.getLogger(__name__)
 SELF_TRAINING_SEED = 100  # offset of the self-training stages' seeds from the plan's
+# The thigh's recipe (docs/REAL_MRI.md, 2026-12-07): warm-up stages on whole phantom slices cut around
+# a limb, then stages on every source, saved 0.7 of the way from the warm-up's end to where they end.
+WARMUP_RECIPE = {"warmup": "18@0.002,10@0.001,8@0.0005,8@0.00025", "warmup_crops": "slice",
+                 "stages": "10@0.0005,10@0.00025,10@0.00025", "interpolate": 0.7}
+# what an ensemble member written CLASS_WEIGHTS@SEED+NAME trains with, in place of its region's
+# <region>_<key> settings
+MEMBER_RECIPES = {"warmup": WARMUP_RECIPE}
 
 
 
@@ -88,7 +98,7 @@ class PretrainPlan:
     val_subjects: int = 4
     slices_per_subject: int = 12
     # epochs@learning rate of each restarted stage (the thigh's after its warm-up, below)
-    thigh_stages: str = "10@0.0005,10@0.00025,10@0.00025"
+    thigh_stages: str = WARMUP_RECIPE["stages"]
     leg_stages: str = "20@0.002,12@0.001,10@0.0005,6@0.00025"
     # stages after those, on pseudo-labels of the unlabelled real volumes mixed in
     # (lib.training.self_training), e.g. "8@0.0005,6@0.00025"; empty: none (README: with the
@@ -114,7 +124,7 @@ class PretrainPlan:
     # lib.transforms.augment.train_augmentations (the 2026-11-25 recipe, lib.training.slices;
     # held-out fat-dark thighs 0.296 at the warm-up's end against 0.175, docs/REAL_MRI.md
     # 2026-12-07); "limb", deformed limb crops of the phantoms' own images (lib.training.synthetic)
-    thigh_warmup_crops: str = "slice"
+    thigh_warmup_crops: str = WARMUP_RECIPE["warmup_crops"]
     leg_warmup_crops: str = "limb"
     # share of each segmenter's crops with the chosen limb alone in the field of view
     # (lib.training.synthetic.draw_maps): scans of one limb
@@ -134,10 +144,11 @@ class PretrainPlan:
     loss: str = "weighted_ce"  # SPEC §5; "dice_ce" is the alternative
     # the weight map's class term: SPEC §5's capped inverse frequency, or "uniform" (border term only)
     class_weights: str = "inverse_frequency"
-    # a segmenter trained as a softmax ensemble: comma-separated CLASS_WEIGHTS@SEED, one per member
-    # (each overrides class_weights and seed); empty: one network with class_weights and seed
+    # a segmenter trained as a softmax ensemble: comma-separated CLASS_WEIGHTS@SEED[+RECIPE], one per
+    # member (each overrides class_weights and seed; a recipe of MEMBER_RECIPES overrides the region's
+    # warm-up, stages and interpolation); empty: one network with class_weights and seed
     thigh_members: str = ""
-    leg_members: str = "inverse_frequency@0,uniform@0,uniform@2"
+    leg_members: str = "inverse_frequency@0+warmup,uniform@0,uniform@2"
     # phantom anatomies (lib.data.phantoms.layout) the segmenters train and are selected on;
     # "leg,leg_layered" draws the gastrocnemii as layers (docs/REAL_MRI.md)
     thigh_phantoms: str = ",".join(LAYOUTS["thigh"])
@@ -145,12 +156,12 @@ class PretrainPlan:
     init_from: str = ""  # folder of earlier weights to continue from (empty: from scratch)
     # stages on the phantoms' own GRE-like images alone before <region>_stages, when starting from
     # scratch (skipped with init_from): a start from which the random-contrast stages learn
-    thigh_warmup: str = "18@0.002,10@0.001,8@0.0005,8@0.00025"
+    thigh_warmup: str = WARMUP_RECIPE["warmup"]
     leg_warmup: str = ""
     # the segmenter is saved this share of the way from the network its <region>_stages started from
     # (the warm-up's end, or the init_from network) to the trained one (WiSE-FT,
     # lib.networks.checkpoint.save_interpolation); 1: as trained
-    thigh_interpolate: float = 0.7
+    thigh_interpolate: float = WARMUP_RECIPE["interpolate"]
     leg_interpolate: float = 1.0
 
 
@@ -227,37 +238,58 @@ def parse_stages(text: str) -> list[tuple[int, float]]:
     return stages
 
 
-def parse_members(text: str) -> list[tuple[str, int]]:
-    """``"inverse_frequency@0,uniform@2"`` -> ``[("inverse_frequency", 0), ("uniform", 2)]``: each
-    member's class term and seed ("" -> none: one network)."""
+class Member(NamedTuple):
+    """One member of an ensemble: its class term, seed and recipe (a name of ``MEMBER_RECIPES``;
+    "" trains the region's own stages)."""
+
+    class_weights: str
+    seed: int
+    recipe: str = ""
+
+
+def parse_members(text: str) -> list[Member]:
+    """``"inverse_frequency@0+warmup,uniform@2"`` -> ``[Member("inverse_frequency", 0, "warmup"),
+    Member("uniform", 2)]``: each member's class term, seed and optional recipe ("" -> none: one
+    network)."""
     from lib.transforms.weights import CLASS_WEIGHT_MODES
 
     members = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
             continue
-        class_weights, _, seed = item.partition("@")
+        head, plus, recipe = item.partition("+")
+        class_weights, _, seed = head.partition("@")
         if class_weights not in CLASS_WEIGHT_MODES or not seed.strip().isdigit():
-            raise ValueError(f"member {item!r} is not CLASS_WEIGHTS@SEED with CLASS_WEIGHTS one of "
+            raise ValueError(f"member {item!r} is not CLASS_WEIGHTS@SEED[+RECIPE] with CLASS_WEIGHTS one of "
                              f"{', '.join(CLASS_WEIGHT_MODES)} and SEED a whole number")
-        members.append((class_weights, int(seed)))
+        if plus and recipe not in MEMBER_RECIPES:
+            raise ValueError(f"member {item!r}: recipe {recipe!r} is not one of {', '.join(MEMBER_RECIPES)}")
+        members.append(Member(class_weights, int(seed), recipe))
     return members
+
+
+def member_plan(plan: PretrainPlan, region: str, member: Member) -> PretrainPlan:
+    """The one-network plan a member trains with: its class term and seed, its recipe's settings."""
+    recipe = {f"{region}_{key}": value for key, value in MEMBER_RECIPES.get(member.recipe, {}).items()}
+    return replace(plan, class_weights=member.class_weights, seed=member.seed, **recipe,
+                   **{f"{region}_members": ""})
 
 
 def train_region(region: str, plan: PretrainPlan, out: Path) -> dict:
     """``region``'s segmenter: one network, or the ensemble of ``<region>_members`` (module doc)."""
     members = parse_members(getattr(plan, f"{region}_members"))
-    one = {f"{region}_members": ""}
     if len(members) <= 1:
-        own = dict(zip(("class_weights", "seed"), members[0])) if members else {}
-        return train_segmenter(region, replace(plan, **own, **one), out)
+        one = member_plan(plan, region, members[0]) if members else replace(plan, **{f"{region}_members": ""})
+        return train_segmenter(region, one, out)
     name = segmenter_name(region)
     work = out / ".members" / name
     folders, started = [], time.time()
-    for index, (class_weights, seed) in enumerate(members, start=1):
-        print(f"{name}: member {index} of {len(members)} (class weights {class_weights}, seed {seed})", flush=True)
+    for index, member in enumerate(members, start=1):
+        recipe = f", recipe {member.recipe}" if member.recipe else ""
+        print(f"{name}: member {index} of {len(members)} (class weights {member.class_weights}, seed {member.seed}"
+              f"{recipe})", flush=True)
         folders.append(work / f"member_{index}")
-        train_segmenter(region, replace(plan, class_weights=class_weights, seed=seed, **one), folders[-1])
+        train_segmenter(region, member_plan(plan, region, member), folders[-1])
     validate = SegmenterValidation(region, plan.val_subjects, plan.slices_per_subject,
                                    layouts=parse_phantoms(region, getattr(plan, f"{region}_phantoms")))
     record = join_folders(folders, out, name, "python main.py pretrain", plan=asdict(plan),

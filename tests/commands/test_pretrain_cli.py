@@ -13,7 +13,7 @@ from lib.models.catalog import weight_file
 from lib.networks.checkpoint import build_from_checkpoint
 from lib.paths import SHARED_DATA, SHIPPED_WEIGHTS
 from lib.networks.ensemble import SoftmaxEnsemble
-from lib.training.pretrain import PretrainPlan, parse_members, parse_stages, warmup_sampler
+from lib.training.pretrain import PretrainPlan, member_plan, parse_members, parse_stages, warmup_sampler
 from lib.training.sources import segmenter_sources
 from lib.training.synthetic import loss_class_weights
 from tests.conftest import ROOT
@@ -167,11 +167,27 @@ def test_bad_self_training_settings_are_one_line_errors(tmp_path, args, message)
 
 
 def test_members_parse_and_bad_ones_are_named():
-    assert parse_members("inverse_frequency@0, uniform@2") == [("inverse_frequency", 0), ("uniform", 2)]
+    assert parse_members("inverse_frequency@0, uniform@2") == [("inverse_frequency", 0, ""), ("uniform", 2, "")]
+    assert parse_members("inverse_frequency@0+warmup") == [("inverse_frequency", 0, "warmup")]
     assert parse_members("") == []
-    for bad in ("uniform", "sqrt@1", "uniform@x", "uniform@-1"):
+    for bad in ("uniform", "sqrt@1", "uniform@x", "uniform@-1", "+warmup"):
         with pytest.raises(ValueError, match="CLASS_WEIGHTS@SEED"):
             parse_members(bad)
+    with pytest.raises(ValueError, match="recipe 'slow' is not one of warmup"):
+        parse_members("uniform@1+slow")
+
+
+def test_a_member_with_a_recipe_trains_it_and_the_others_the_region_settings():
+    """``+warmup``: the thigh's recipe (warm-up on whole phantom slices, its stages, saved 0.7 of the
+    way from the warm-up's end) in place of the leg's own stages; the other members keep those."""
+    plan = PretrainPlan()
+    warm, plain = (member_plan(plan, "leg", member) for member in parse_members("inverse_frequency@0+warmup,uniform@2"))
+    assert (warm.leg_warmup, warm.leg_warmup_crops, warm.leg_stages, warm.leg_interpolate) == (
+        plan.thigh_warmup, "slice", plan.thigh_stages, 0.7)
+    assert (warm.class_weights, warm.seed, warm.leg_members) == ("inverse_frequency", 0, "")
+    assert (plain.leg_warmup, plain.leg_stages, plain.leg_interpolate) == ("", plan.leg_stages, 1.0)
+    assert (plain.class_weights, plain.seed, plain.leg_members) == ("uniform", 2, "")
+    assert warm.thigh_stages == plan.thigh_stages  # the other region is untouched
 
 
 @pytest.mark.skipif(not (SHARED_DATA / ROIS_FILE).exists(), reason=f"pretrain needs the real slice at {SHARED_DATA}")
@@ -196,6 +212,9 @@ def test_leg_members_are_trained_and_joined_into_one_ensemble(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--leg-members", "uniform@x"], "--leg-members: member 'uniform@x' is not CLASS_WEIGHTS@SEED"),
+    (["--leg-members", "uniform@1+slow,uniform@2"], "--leg-members: member 'uniform@1+slow': recipe 'slow'"),
+    (["--leg-stages", "1@0.002"], "--leg-stages would not reach member 1 of --leg-members "
+                                   "(inverse_frequency@0+warmup): its recipe sets them; drop +warmup"),
     (["--seed", "3"], "--seed would not reach the leg segmenter"),
     (["--class-weights", "uniform"], "--class-weights would not reach the leg segmenter"),
     (["--leg-phantoms", "leg,thigh"], "--leg-phantoms: thigh: use leg layouts from leg, leg_anatomical"),
