@@ -102,10 +102,9 @@ def run(args) -> int:
             value = getattr(plan, f"{region}_{option}")
             if not 0 <= value <= 1:
                 raise UserError(f"--{region}-{option.replace('_', '-')} must be between 0 and 1, got {value}")
-        if getattr(plan, f"{region}_interpolate") < 1 and segmenter_name(region) in args.networks:
-            check_interpolation_start(plan, region)
-    for region in REGIONS:
         if segmenter_name(region) in args.networks:
+            if getattr(plan, f"{region}_interpolate") < 1:
+                check_interpolation_start(plan, region)
             check_member_recipes(plan, region)
     records = pretrain(plan, Path(args.out), networks=args.networks)
     for name, record in records.items():
