@@ -70,3 +70,28 @@ def test_a_small_piece_beyond_a_gap_in_one_limb_is_not_a_second_limb():
     plane[far & piece] = plane[plane > 0][0]  # a sliver of muscle beyond a 12 mm gap
     sided = split_sides(label, affine)
     assert (sided[label > 0] > SIDE_OFFSET).all()
+
+
+def test_a_gap_inside_the_one_limb_of_a_slice_does_not_split_it_between_the_sides():
+    """In a scan of two limbs, a slice holding the left limb alone with a sliver of its own muscle
+    beyond a 12 mm gap was cut at that gap: the limb itself went to the right side."""
+    phantom = generate_phantom("leg", 20_724, n_slices=6, spacing=(1.2, 1.2, 6.0), shape=(320, 320))
+    x = world_x(phantom.affine, phantom.label.shape)
+    muscle = phantom.label > 0
+    middle = (x[muscle].min() + x[muscle].max()) / 2
+    label = phantom.label.copy()
+    plane, xp = label[:, :, 2], x[:, :, 2]
+    plane[xp > middle] = 0  # slice 2: the right limb has left the field of view
+    outer = xp[plane > 0].min()  # the left limb's lateral edge (smaller RAS x = patient's left)
+    sliver = (xp < outer - 12.0) & (xp > outer - 15.0)
+    rows = np.nonzero((plane > 0).any(axis=0))[0]
+    sliver[:, :rows[len(rows) // 2]] = False
+    sliver[:, rows[len(rows) // 2] + 3:] = False
+    assert sliver.any()
+    plane[sliver] = plane[plane > 0][0]
+    sided = split_sides(label, phantom.affine)
+    assert (sided[:, :, 2][plane > 0] > SIDE_OFFSET).all()  # the whole slice: the left limb
+    left, right = muscle & (x < middle), muscle & (x > middle)
+    for k in (0, 1, 3, 4, 5):  # the slices of two limbs split as before
+        assert (sided[:, :, k][left[:, :, k]] > SIDE_OFFSET).all()
+        assert not (sided[:, :, k][right[:, :, k]] > SIDE_OFFSET).any()
