@@ -34,6 +34,7 @@ from lib.transforms.weights import IGNORE_VALUE, border_weight_map, inverse_freq
 MAX_CLASS_WEIGHT = 20.0  # cap of the inverse-frequency weight of a rare muscle
 OBJECTS_P = 0.3  # share of samples with objects beside the limb
 CUT_P = 0.1  # share of samples whose field of view cuts the limb
+CUT_DEPTH = (0.1, 0.4)  # the field of view's edge lies this share of the crop from its centre
 CENTRE_RADIUS = 20  # px: the chosen limb is the component of the body most present this close to the crop's centre
 SCALE_RANGE = (0.85, 1.2)  # magnification of the maps, segmenter crops (and the classifier's by default)
 
@@ -165,7 +166,7 @@ def draw_maps(source: LabelSlices, index: int, centre: tuple[float, float], size
     if rng.uniform() < CUT_P:  # the field of view's edge crosses the limb
         turn = rng.uniform(0, 2 * np.pi)
         rr, qq = np.mgrid[:size, :size] - size / 2
-        beyond = np.cos(turn) * rr + np.sin(turn) * qq > rng.uniform(0.1, 0.4) * size
+        beyond = np.cos(turn) * rr + np.sin(turn) * qq > rng.uniform(*CUT_DEPTH) * size
         tissue[beyond], label[beyond] = AIR, 0
     return tissue, label
 
