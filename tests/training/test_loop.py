@@ -4,8 +4,8 @@ import numpy as np
 import torch
 
 from lib.data.phantoms.phantom import generate_phantom
-from lib.networks.presets import build_segmenter
-from lib.training.loop import TrainSettings, fit
+from lib.networks.presets import build_classifier, build_segmenter
+from lib.training.loop import TrainSettings, fit, memory_format_for
 from lib.training.loss import make_segmentation_loss
 from lib.training.slices import SliceSet, segmentation_batches
 from lib.training.validation import segmenter_mean_dice
@@ -57,3 +57,14 @@ def test_training_returns_plain_memory_layout():
     fit(model, segmentation_batches(data, "leg", batch_size=1, crop=96, augment=False),
         make_segmentation_loss(), lambda m: 0.0, TrainSettings(epochs=1, steps_per_epoch=2), keep="last")
     assert all(p.is_contiguous() for p in model.parameters())  # trained channels-last, saved plain
+
+
+def test_memory_format_is_nchw_only_for_narrow_batch_norms_on_cpu():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    compact, paper = build_segmenter("leg", "compact"), build_segmenter("leg", "paper")
+    assert memory_format_for(compact, cpu) == torch.contiguous_format  # 8-channel batch norms
+    assert memory_format_for(paper, cpu) == torch.channels_last
+    assert memory_format_for(build_classifier("compact"), cpu) == torch.channels_last
+    assert memory_format_for(compact, cuda) == torch.channels_last
+    assert memory_format_for(compact, cpu, channels_last=True) == torch.channels_last
+    assert memory_format_for(paper, cpu, channels_last=False) == torch.contiguous_format
