@@ -73,9 +73,9 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.measure import regionprops
 
-from lib.inference.limbs import Limb, fill_slice_holes
+from lib.inference.limbs import Limb
 from lib.transforms.geometry import MODEL_SPACING
-from lib.transforms.weights import cross_filter
+from lib.transforms.weights import cross_filter, fill_slice_holes
 
 FAT_DARK = 0.65  # fat below this x muscle: a fat-dark contrast, bones not searched
 VOID = 0.65  # void: below this x min(muscle, fat)

@@ -54,6 +54,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from lib.transforms.geometry import MODEL_SPACING
+from lib.transforms.weights import fill_slice_holes
 
 MODEL_MULTIPLE = 48  # the segmenter's total downsampling (2^4 * 3): crop sizes are multiples of it
 MIN_CROP = 240  # px: the segmenters train on 240 px crops around one limb
@@ -101,17 +102,6 @@ class Limb:
     def classifier_window(self, size: int = CLASSIFIER_CROP) -> tuple[int, int, int]:
         """``(row0, col0, size)`` of the classifier's crop, centred on the centroid."""
         return int(round(self.centre[0] - size / 2)), int(round(self.centre[1] - size / 2)), size
-
-
-def fill_slice_holes(mask: np.ndarray) -> np.ndarray:
-    """``binary_fill_holes`` of each slice of an (H, W, Z) mask with 4-connectivity: background
-    that does not reach a slice's edge becomes foreground."""
-    background, n = ndi.label(~mask, structure=_PLANE4)
-    outside = np.zeros(n + 1, bool)
-    for edge in (background[0], background[-1], background[:, 0], background[:, -1]):
-        outside[edge] = True
-    outside[0] = True  # label 0 is the mask itself
-    return mask | ~outside[background]
 
 
 def body_masks(volume: np.ndarray) -> np.ndarray:

@@ -6,8 +6,8 @@ import torch
 from scipy import ndimage as ndi
 
 from lib.labels import BORDER_SIGMA_PX
-from lib.transforms.weights import (BorderWeightMapd, body_mask, border_weight_map, class_weight_map,
-                                    limb_components, nearest_two_distances)
+from lib.transforms.weights import (BorderWeightMapd, body_mask, border_weight_map, class_weight_map, cross_filter,
+                                    fill_slice_holes, limb_components, nearest_two_distances)
 
 
 def touching_pair(size=64):
@@ -116,3 +116,23 @@ def test_transform_types_region_and_errors():
     assert torch.equal(out, leg)
     with pytest.raises(ValueError, match="region"):
         BorderWeightMapd()({"image": image[None], "label": label[None]})
+
+
+def test_slice_holes_fill_as_scipy_does():
+    rng = np.random.default_rng(3)
+    mask = ndi.gaussian_filter(rng.random((60, 50, 7)), (2, 2, 0)) > 0.5  # blobs, some holes
+    mask[10:30, 10:30, 2] = True
+    mask[15:20, 15:20, 2] = False  # a hole: filled
+    mask[10:30, 25, 2] = False  # a slit across the square: a shape scipy's filling must agree on
+    mask[:, 0:3, 4] = True
+    mask[5:8, 0:2, 4] = False  # background open to the slice edge: kept
+    plane4 = np.zeros((3, 3, 3), bool)
+    plane4[:, :, 1] = ndi.generate_binary_structure(2, 1)
+    filled = fill_slice_holes(mask)
+    assert filled.sum() > mask.sum()  # the random mask has holes to fill
+    assert np.array_equal(filled, ndi.binary_fill_holes(mask, structure=plane4))
+    image = ndi.gaussian_filter(rng.random((80, 70)), 2)
+    image = (image - image.min()) / (image.max() - image.min())
+    opened = cross_filter(cross_filter(image > 0.5, np.minimum))  # body_mask's own opening
+    assert not np.array_equal(opened, ndi.binary_fill_holes(opened))  # there are holes
+    assert np.array_equal(body_mask(image, threshold=0.5), ndi.binary_fill_holes(opened))
