@@ -54,7 +54,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from lib.transforms.geometry import MODEL_SPACING
-from lib.transforms.weights import fill_slice_holes
+from lib.transforms.weights import PLANE4, fill_slice_holes
 
 MODEL_MULTIPLE = 48  # the segmenter's total downsampling (2^4 * 3): crop sizes are multiples of it
 MIN_CROP = 240  # px: the segmenters train on 240 px crops around one limb
@@ -68,8 +68,6 @@ FADED_FRACTION = 0.45  # an end slice whose signal is under this share of the vo
 MIN_FOREGROUND = 100  # foreground pixels (2 x 2-averaged) a slice needs for its signal to count
 SKIN_MARGIN = 2  # px of the model grid (2.1 mm) inside a limb's outline where no muscle label goes
 
-_PLANE4 = np.zeros((3, 3, 3), bool)
-_PLANE4[:, :, 1] = ndi.generate_binary_structure(2, 1)
 _PLANE8 = np.zeros((3, 3, 3), bool)
 _PLANE8[:, :, 1] = True
 
@@ -110,8 +108,8 @@ def body_masks(volume: np.ndarray) -> np.ndarray:
     keep = np.zeros(n + 1, bool)
     keep[np.unique(labels[volume > HIGH])] = True
     keep[0] = False
-    mask = ndi.binary_opening(keep[labels], structure=_PLANE4)
-    mask = ndi.binary_closing(mask, structure=_PLANE4)
+    mask = ndi.binary_opening(keep[labels], structure=PLANE4)
+    mask = ndi.binary_closing(mask, structure=PLANE4)
     return fill_slice_holes(mask)
 
 

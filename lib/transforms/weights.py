@@ -53,15 +53,15 @@ def cross_filter(array: np.ndarray, op=np.maximum) -> np.ndarray:
     return out
 
 
-_PLANE4 = np.zeros((3, 3, 3), bool)  # 4-connectivity within a slice, none across slices
-_PLANE4[:, :, 1] = ndi.generate_binary_structure(2, 1)
+PLANE4 = np.zeros((3, 3, 3), bool)  # 4-connectivity within a slice, none across slices
+PLANE4[:, :, 1] = ndi.generate_binary_structure(2, 1)
 
 
 def fill_slice_holes(mask: np.ndarray) -> np.ndarray:
     """``binary_fill_holes`` of each slice of an (H, W, Z) mask with 4-connectivity: background
     that does not reach a slice's edge becomes foreground. The same masks as scipy's, whose
     repeated dilation is 3x slower (4.2 against 1.4 ms per 432 x 432 slice)."""
-    background, n = ndi.label(~mask, structure=_PLANE4)
+    background, n = ndi.label(~mask, structure=PLANE4)
     outside = np.zeros(n + 1, bool)
     for edge in (background[0], background[-1], background[:, 0], background[:, -1]):
         outside[edge] = True
